@@ -1,0 +1,77 @@
+"""Where a number came from: machine, software, run size, and the run's own settings.
+
+Notebooks print :func:`banner` before each result; recorded runs store :func:`machine` in
+their JSON. ``LOZO_SMOKE=1`` in the environment selects the smoke size used by the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+SMOKE_ENV = "LOZO_SMOKE"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def is_smoke() -> bool:
+    """True when ``LOZO_SMOKE`` is set to a non-empty value other than ``0``."""
+    return os.environ.get(SMOKE_ENV, "") not in ("", "0")
+
+
+def pick(full, smoke):
+    """``smoke`` under ``LOZO_SMOKE=1``, else ``full``: the one switch between run sizes."""
+    return smoke if is_smoke() else full
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    """A plain description of this machine and software stack."""
+    info = {
+        "hostname": platform.node(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "git_commit": git_commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return info
+
+
+def banner(**fields) -> str:
+    """One provenance line: the given fields, then size, machine and software."""
+    m = machine()
+    where = m["gpu"] or f"{m['processor']} x{m['cpu_count']} ({m['torch_threads']} threads)"
+    parts = [f"{k}={v}" for k, v in fields.items()]
+    parts += [
+        f"size={'smoke' if is_smoke() else 'full'}",
+        f"machine={where}",
+        f"torch={m['torch']}",
+        f"commit={m['git_commit']}",
+    ]
+    line = "[provenance] " + " | ".join(parts)
+    print(line)
+    return line

@@ -1,0 +1,43 @@
+"""Packaging facts other people rely on."""
+
+import re
+import subprocess
+
+import tomllib
+import yaml
+
+from lozo_core.provenance import REPO_ROOT
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~\[ ]", spec, maxsplit=1)[0].lower()
+
+
+def test_environment_yml_lists_the_pyproject_dependencies():
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        specs += extra
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(map(_name, pip_section)) == sorted(map(_name, specs))
+    pins = {_name(s): s for s in pip_section}
+    assert pins["torch"] == "torch==2.13.0"
+    project_specs = {_name(s): s for s in specs}
+    for name, spec in pins.items():
+        if name != "torch":
+            assert spec == project_specs[name], (
+                f"{name}: {spec} in environment.yml vs {project_specs[name]}"
+            )
+
+
+def test_makefile_pins_torch_overridably():
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert "TORCH_SPEC ?= torch==2.13.0" in makefile
+
+
+def test_no_notebook_outputs_in_git():
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.ipynb"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert tracked.stdout.strip() == ""
