@@ -56,16 +56,16 @@ def check_count(name: str, value: int, minimum: int = 1) -> None:
 def gaussian_like(t: Tensor, generator: torch.Generator) -> Tensor:
     """A standard normal tensor with the shape, dtype and device of ``t``.
 
-    Drawn on the generator's device and moved, so a CPU generator drives CUDA tensors too.
+    Drawn in float32 on the generator's device, then cast and moved: every draw in LOZO Lab
+    follows this convention, so the same stream gives the same numbers whatever the dtype.
     """
-    z = torch.randn(t.shape, generator=generator, device=generator.device, dtype=t.dtype)
-    return z.to(t.device)
+    return gaussian(tuple(t.shape), t, generator)
 
 
 def gaussian(shape: tuple[int, ...], like: Tensor, generator: torch.Generator) -> Tensor:
     """A standard normal tensor of ``shape`` with the dtype and device of ``like``."""
-    z = torch.randn(shape, generator=generator, device=generator.device, dtype=like.dtype)
-    return z.to(like.device)
+    z = torch.randn(shape, generator=generator, device=generator.device, dtype=torch.float32)
+    return z.to(device=like.device, dtype=like.dtype)
 
 
 def sample_V(
