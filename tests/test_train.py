@@ -1,0 +1,139 @@
+"""The training CLI, resume, bad input, and the data readers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lozo_core import data as D
+from lozo_core.provenance import REPO_ROOT
+from lozo_core.train import TrainConfig, main, train
+
+SMALL = [
+    "--model",
+    "tiny-opt",
+    "--task",
+    "sst2",
+    "--k-shot",
+    "8",
+    "--batch-size",
+    "4",
+    "--eval-examples",
+    "16",
+]
+
+
+def test_cli_runs_and_writes_metrics_and_summary(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "lozo_core.train", *SMALL, "--optimizer", "lozo", "--steps", "30", "--eval-every", "10", "--out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "eval_accuracy" in r] == [0, 10, 20, 30]
+    assert sum("loss" in r for r in lines) == 30
+    summary = json.loads((out / "summary.json").read_text())
+    for key in (
+        "task",
+        "model",
+        "optimizer",
+        "seed",
+        "steps",
+        "final_eval_accuracy",
+        "command",
+        "machine",
+    ):
+        assert key in summary
+    assert summary["command"].startswith("python -m lozo_core.train")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "cola"], "--task 'cola': expected one of sst2, rte"),
+        (["--model", "gpt-5"], "--model 'gpt-5': expected one of"),
+        (["--optimizer", "sgd-magic"], "--optimizer 'sgd-magic'"),
+        (["--rank", "0"], "--rank 0: expected an integer >= 1"),
+        (["--eps", "0"], "--eps 0.0: expected a number > 0"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
+    assert main(["--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_missing_data_file_exits_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(D, "GLUE_DIR", tmp_path)
+    assert main(["--out", str(tmp_path / "run")]) == 2
+    assert "data file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("optimizer", ["lozo-m", "fo-adam"])
+def test_resume_after_interruption_is_identical(optimizer, tmp_path):
+    cfg = lambda: TrainConfig(
+        model="tiny-opt",
+        k_shot=8,
+        batch_size=4,
+        eval_examples=16,
+        optimizer=optimizer,
+        steps=12,
+        eval_every=4,
+        lr=1e-3,
+        interval=3,
+    )
+    full = train(cfg(), tmp_path / "full")
+    partial = cfg()
+    partial.steps = 8
+    train(partial, tmp_path / "cut")
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    ckpt["config"]["steps"] = 12
+    torch.save(ckpt, tmp_path / "cut" / "checkpoint.pt")
+    resumed = train(cfg(), tmp_path / "cut", resume=True)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["curve"] == full["curve"]
+
+
+def test_non_finite_loss_exits_3_and_keeps_checkpoint(tmp_path, capsys):
+    argv = [
+        *SMALL,
+        "--optimizer",
+        "mezo",
+        "--steps",
+        "6",
+        "--eval-every",
+        "1",
+        "--lr",
+        "1e30",
+        "--engine",
+        "inplace",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 3
+    assert "non-finite" in capsys.readouterr().err
+    assert (tmp_path / "checkpoint.pt").exists()
+
+
+def test_reader_rejects_malformed_rows_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\ngood movie\t1\nno label here\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:3: expected 2 tab-separated fields, got 1"):
+        D.read_tsv(bad, "sst2")
+    bad.write_text("sentence\tlabel\ngood movie\t7\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: label '7' is not one of 0..1"):
+        D.read_tsv(bad, "sst2")
+
+
+def test_vendored_data_and_k_shot_sampling():
+    train_set = D.glue_split("sst2", "train")
+    assert len(train_set) == 67349 and len(D.glue_split("rte", "dev")) == 277
+    a, b = D.k_shot(train_set, 16, 13), D.k_shot(train_set, 16, 13)
+    assert a == b and sorted(ex.label for ex in a) == [0] * 16 + [1] * 16
+    assert D.k_shot(train_set, 16, 21) != a
+    assert D.TASKS["sst2"].prompt({"sentence": "a fine film "}) == "a fine film It was"
