@@ -72,16 +72,21 @@ def package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def load_opt(name_or_path: str, dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """Load ``facebook/opt-*`` (hub id, short name like ``opt-125m``, or a local directory)."""
-    repo = (
-        name_or_path
-        if "/" in name_or_path or Path(name_or_path).exists()
-        else f"facebook/{name_or_path}"
-    )
+def load_opt(
+    name_or_path: str, dtype: torch.dtype = torch.float32, local_files_only: bool = False
+) -> LoadedModel:
+    """Load ``facebook/opt-*`` (hub id, short name like ``opt-125m``, or a local directory).
+
+    ``local_files_only=True`` looks in the local Hugging Face cache only (instant when offline;
+    the hub otherwise retries for about 40 s before giving up).
+    """
+    local = "/" in name_or_path or Path(name_or_path).exists()
+    repo = name_or_path if local else f"facebook/{name_or_path}"
     try:
-        model = AutoModelForCausalLM.from_pretrained(repo, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(repo)
+        model = AutoModelForCausalLM.from_pretrained(
+            repo, dtype=dtype, local_files_only=local_files_only
+        )
+        tokenizer = AutoTokenizer.from_pretrained(repo, local_files_only=local_files_only)
     except OSError as err:
         raise FileNotFoundError(
             f"OPT weights {repo!r} are neither in the local Hugging Face cache nor reachable: {err}. "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -495,6 +496,21 @@ class LOZOAdam(LOZO):
         check_positive("adam_eps", adam_eps)
         super().__init__(params, lr=lr, betas=tuple(betas), adam_eps=adam_eps, **kwargs)
         self.rule = adam_rule
+
+
+class LOZOOfficialStream(LOZO):
+    """LOZO with the official code's random-stream mismatch, reproduced for comparison only.
+
+    On ``V``-refresh steps the official update re-seeds and draws ``U`` where the perturbation had
+    drawn ``V`` first, so the applied direction is not the measured one (PAPERS.md). Here the
+    update on refresh steps replays a different stream than the perturbation used; elsewhere it
+    is :class:`LOZO`. Do not train with it.
+    """
+
+    def _update(self, queries, closure, k: int) -> None:
+        if refresh_due(k, self.param_groups[0]["interval"]):
+            queries = [(c, replace(d, keys=(*d.keys, 1))) for c, d in queries]
+        super()._update(queries, closure, k)
 
 
 class ForwardGrad(torch.optim.Optimizer):

@@ -181,7 +181,7 @@ class _SidePathMode(TorchFunctionMode):
                 out.add_(xv @ coefs[0].T)
             else:
                 h = xv.reshape(coefs.shape[0], -1, xv.shape[-1])
-                self._per_sign(out, coefs).add_(torch.bmm(h, coefs.transpose(1, 2)))
+                self._per_sign(out, coefs).baddbmm_(h, coefs.transpose(1, 2))
         if rb is not None:
             self._per_sign(out, rb.values).add_((bias + rb.values).to(out.dtype)[:, None, :])
         elif bias is not None:
@@ -215,9 +215,8 @@ class _SidePathMode(TorchFunctionMode):
             else (bias.expand(signs, -1) if bias is not None else None)
         )
         shaped = xhat.view(signs, -1, xhat.shape[-1])
-        out = shaped * w.to(xhat.dtype)[:, None, :]
-        if b is not None:
-            out = out + b.to(xhat.dtype)[:, None, :]
+        w = w.to(xhat.dtype)[:, None, :]
+        out = shaped * w if b is None else torch.addcmul(b.to(xhat.dtype)[:, None, :], shaped, w)
         return out.view(xhat.shape)
 
     def _scale(self, func, a, b):

@@ -137,3 +137,12 @@ def test_vendored_data_and_k_shot_sampling():
     assert a == b and sorted(ex.label for ex in a) == [0] * 16 + [1] * 16
     assert D.k_shot(train_set, 16, 21) != a
     assert D.TASKS["sst2"].prompt({"sentence": "a fine film "}) == "a fine film It was"
+
+
+def test_load_opt_offline_names_the_way_out():
+    from lozo_core.models import load_model, load_opt
+
+    with pytest.raises(FileNotFoundError, match="huggingface-cli download facebook/opt-125m"):
+        load_opt("opt-125m", local_files_only=True)
+    with pytest.raises(ValueError, match="unknown model 'gpt-5'"):
+        load_model("gpt-5")

@@ -1,0 +1,57 @@
+"""Record per-layer gradient spectra of real pretrained models into data/results/spectra/.
+
+For each model: the prompt-based SST-2 loss (MeZO template) on ``--batch-size`` k-shot training
+examples, its gradient for every weight matrix, and :func:`lozo_core.spectra.summarize` at ranks
+1, 2, 4, 8, 16; the same for the architecture at random init. One JSON per (model, init), each
+with the command and machine. Usage: ``python scripts/record_spectra.py [--batch-size 32]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+
+from lozo_core import data as D
+from lozo_core.models import load_model, random_init_like
+from lozo_core.provenance import REPO_ROOT, machine
+from lozo_core.spectra import gradient_matrices, model_spectra
+
+OUT = REPO_ROOT / "data" / "results" / "spectra"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--data-seed", type=int, default=13)
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(args.model)
+    task = D.get_task("sst2")
+    examples = D.k_shot(D.glue_split("sst2", "train"), args.batch_size // 2, args.data_seed)
+    batch = D.encode(loaded.tokenizer, examples)
+    candidates = D.label_token_ids(loaded.tokenizer, task)
+    for init, model in (("pretrained", loaded.model), ("random", random_init_like(args.model))):
+        start = time.perf_counter()
+        loss = D.per_example_loss(model, batch, candidates).mean()
+        rows = model_spectra(gradient_matrices(model, loss))
+        record = {
+            "model": args.model, "init": init, "source": loaded.source if init == "pretrained" else "random init, same config",
+            "task": "sst2", "template": task.template, "batch_size": len(examples), "data_seed": args.data_seed,
+            "loss": float(loss), "seconds": time.perf_counter() - start, "layers": rows,
+            "command": "python scripts/record_spectra.py " + shlex.join(sys.argv[1:]), "machine": machine(),
+        }  # fmt: skip
+        path = OUT / f"{args.model}_{init}.json"
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        print(
+            f"wrote {path.relative_to(REPO_ROOT)}: {len(rows)} matrices in {record['seconds']:.0f} s",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
