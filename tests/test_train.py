@@ -146,3 +146,47 @@ def test_load_opt_offline_names_the_way_out():
         load_opt("opt-125m", local_files_only=True)
     with pytest.raises(ValueError, match="unknown model 'gpt-5'"):
         load_model("gpt-5")
+
+
+def test_evaluate_cli_scores_a_saved_run(tmp_path, capsys):
+    from lozo_core.evaluate import main as evaluate_main
+
+    assert (
+        main(
+            [
+                *SMALL,
+                "--optimizer",
+                "lozo",
+                "--steps",
+                "4",
+                "--eval-every",
+                "2",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (
+        evaluate_main(
+            [
+                "--checkpoint",
+                str(tmp_path / "run"),
+                "--task",
+                "sst2",
+                "--data",
+                str(D.GLUE_DIR / "sst2" / "dev.tsv"),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["examples"] == 872 and result["step"] == 4 and 0 <= result["accuracy"] <= 1
+    assert summary["final_eval_accuracy"] >= 0
+    assert (
+        evaluate_main(["--checkpoint", str(tmp_path / "nope"), "--task", "sst2", "--data", "x.tsv"])
+        == 2
+    )
+    assert "no checkpoint.pt" in capsys.readouterr().err

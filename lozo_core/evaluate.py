@@ -1,0 +1,71 @@
+"""Accuracy of a saved run on any TSV in a task's format, as JSON on stdout.
+
+``python -m lozo_core.evaluate --checkpoint DIR --task sst2 --data PATH.tsv``: ``DIR`` is the
+``--out`` folder of a training run (its ``checkpoint.pt`` holds the config and the merged
+weights of the last evaluation). Usage errors exit 2 with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from lozo_core import data as D
+from lozo_core.models import load_model
+from lozo_core.train import DTYPES
+
+
+def evaluate(
+    checkpoint_dir: Path, task: str, data_path: Path, batch_size: int = 16, device: str = "cpu"
+) -> dict:
+    ckpt_path = checkpoint_dir / "checkpoint.pt"
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint.pt in {checkpoint_dir} (pass the --out folder of a training run)"
+        )
+    state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    config = state["config"]
+    examples = D.read_tsv(data_path, task)
+    loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])
+    loaded.model.load_state_dict(state["model"])
+    loaded.model.to(device)
+    accuracy = D.accuracy(
+        loaded.model,
+        loaded.tokenizer,
+        examples,
+        D.get_task(task),
+        batch_size=batch_size,
+        device=device,
+    )
+    return {
+        "checkpoint": str(ckpt_path), "step": state["step"], "model": config["model"], "optimizer": config["optimizer"],
+        "task": task, "data": str(data_path), "examples": len(examples), "accuracy": accuracy,
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m lozo_core.evaluate", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    try:
+        D.get_task(args.task)
+        result = evaluate(args.checkpoint, args.task, args.data, args.batch_size, args.device)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

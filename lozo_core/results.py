@@ -1,0 +1,145 @@
+"""Recorded results: load the JSON under ``data/results/``, tabulate, and keep the README in sync.
+
+``python -m lozo_core.results`` rewrites the README sections between
+``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` from the recorded JSON; the tests fail
+when the README and the JSON disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import sys
+
+from lozo_core.provenance import REPO_ROOT
+
+RESULTS_DIR = REPO_ROOT / "data" / "results"
+OPTIMIZER_ORDER = (
+    "zero-shot",
+    "mezo",
+    "lozo",
+    "lozo-m",
+    "lozo-adam",
+    "zo-sgd-sign",
+    "zo-adam",
+    "forward-grad",
+    "fo-sgd",
+    "fo-adam",
+)
+
+
+def load(folder: str) -> list[dict]:
+    """Every JSON record in ``data/results/<folder>``, sorted by file name."""
+    return [json.loads(p.read_text()) for p in sorted((RESULTS_DIR / folder).glob("*.json"))]
+
+
+def _mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def finetune_rows(runs: list[dict]) -> list[dict]:
+    """One row per (task, model, optimizer): seeds, steps, final dev accuracy mean ± std."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["task"], run["model"], run["optimizer"]), []).append(run)
+    order = {name: i for i, name in enumerate(OPTIMIZER_ORDER)}
+    rows = []
+    for (task, model, optimizer), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99))
+    ):
+        finals = [r["final_eval_accuracy"] for r in group]
+        rows.append({
+            "task": task, "model": model, "optimizer": optimizer, "seeds": len(group),
+            "steps": group[0]["steps"], "lr": group[0]["config"]["lr"], "accuracy": _mean_std(finals),
+            "mean": statistics.mean(finals), "eval_examples": group[0]["eval_examples"],
+        })  # fmt: skip
+    return rows
+
+
+def finetune_markdown(runs: list[dict]) -> str:
+    if not runs:
+        return "_No recorded runs yet: `python scripts/record_finetune_cpu.py`._"
+    lines = [
+        "| task | model | optimizer | seeds | steps | lr (ours) | dev accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in finetune_rows(runs):
+        lr = "—" if r["optimizer"] == "zero-shot" else f"{r['lr']:g}"
+        lines.append(
+            f"| {r['task']} | {r['model']} | {r['optimizer']} | {r['seeds']} | {r['steps']} | {lr} | {r['accuracy']} |"
+        )
+    machines = sorted(
+        {
+            f"{r['machine']['processor']} x{r['machine']['cpu_count']}, torch {r['machine']['torch']}"
+            for r in runs
+        }
+    )
+    lines.append("")
+    lines.append(f"Dev accuracy on {runs[0]['eval_examples']} SST-2 dev examples, k = 16 per class, batch 16; mean ± std over seeds "
+                 f"(k-shot data seeds 13, 21, 42). Machine: {'; '.join(machines)}. Commands: the `command` field of each JSON in "
+                 "`data/results/finetune_cpu/`.")  # fmt: skip
+    return "\n".join(lines)
+
+
+def bench_markdown(records: list[dict]) -> str:
+    if not records:
+        return "_No recorded benchmark yet: `make bench`._"
+    lines = []
+    for rec in records:
+        cfg, res = rec["config"], rec["results"]
+        where = (
+            rec["machine"]["gpu"]
+            or f"{rec['machine']['processor']} x{rec['machine']['cpu_count']} CPU"
+        )
+        lines.append(
+            f"**{cfg['model']}** ({'random init' if cfg['random_init'] else 'pretrained'}), {cfg['dtype']}, batch {cfg['batch_size']} × {cfg['seq_len']} tokens, {where}, torch {rec['machine']['torch']}:"
+        )
+        lines.append("")
+        lines.append(
+            "| method | step (s, median) | × MeZO | × doubled forward | peak memory (MiB) | memory × doubled inference |"
+        )
+        lines.append("|---|---|---|---|---|---|")
+        for name, r in res.items():
+            if "error" in r:
+                lines.append(f"| {name} | {r['error']} | | | | |")
+                continue
+            lines.append(
+                f"| {name} | {r['step_s_median']:.3f} | {r.get('time_vs_mezo', float('nan')):.2f} | "
+                f"{r.get('time_vs_forward-doubled', float('nan')):.2f} | {r['peak_mem_bytes'] / 2**20:.0f} | {r.get('mem_vs_forward-doubled', float('nan')):.3f} |"
+            )
+        lines.append("")
+        lines.append(f"Command: `{rec['command']}`")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+SECTIONS = {
+    "finetune_cpu": lambda: finetune_markdown(load("finetune_cpu")),
+    "bench": lambda: bench_markdown(load("bench")),
+}
+
+
+def render_readme(text: str) -> str:
+    """``text`` with every results section regenerated from the recorded JSON."""
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(<!-- /results:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(
+                f"README lacks the markers <!-- results:{name} --> ... <!-- /results:{name} -->"
+            )
+        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
+
+
+def main() -> int:
+    readme = REPO_ROOT / "README.md"
+    readme.write_text(render_readme(readme.read_text()))
+    print(f"updated {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The README's results tables are generated from the recorded JSON and must match it."""
+
+from lozo_core import results
+from lozo_core.provenance import REPO_ROOT
+
+
+def test_readme_tables_match_recorded_json():
+    text = (REPO_ROOT / "README.md").read_text()
+    assert text == results.render_readme(text), (
+        "README results are stale: run `python -m lozo_core.results`"
+    )
+
+
+def test_recorded_finetune_runs_have_the_required_fields():
+    for run in results.load("finetune_cpu"):
+        for key in (
+            "task",
+            "model",
+            "optimizer",
+            "seed",
+            "steps",
+            "final_eval_accuracy",
+            "command",
+            "machine",
+        ):
+            assert key in run, key
+        assert run["command"].startswith("python -m lozo_core.train")
+
+
+def test_finetune_rows_average_over_seeds():
+    runs = [
+        {
+            "task": "sst2",
+            "model": "m",
+            "optimizer": "lozo",
+            "steps": 5,
+            "config": {"lr": 1e-4},
+            "final_eval_accuracy": a,
+            "eval_examples": 10,
+        }
+        for a in (0.6, 0.7, 0.8)
+    ]
+    (row,) = results.finetune_rows(runs)
+    assert row["seeds"] == 3 and row["accuracy"] == "0.700 ± 0.100"
