@@ -116,9 +116,33 @@ def bench_markdown(records: list[dict]) -> str:
     return "\n".join(lines).rstrip()
 
 
+def spectra_markdown(records: list[dict]) -> str:
+    if not records:
+        return "_No recorded spectra yet: `python scripts/record_spectra.py`._"
+    lines = [
+        "| model | init | matrices | stable rank (median) | effective rank (median) | Gaussian same shape | top-1 energy | top-4 | top-16 | random rank-4 subspace |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for rec in records:
+        layers = rec["layers"]
+        med = lambda f, layers=layers: statistics.median(f(layer) for layer in layers)
+        lines.append(
+            f"| {rec['model']} | {rec['init']} | {len(layers)} | {med(lambda x: x['stable_rank']):.2f} | {med(lambda x: x['effective_rank']):.1f} | "
+            f"{med(lambda x: x['gaussian_stable_rank']):.0f} | {med(lambda x: x['energy_top']['1']):.3f} | {med(lambda x: x['energy_top']['4']):.3f} | "
+            f"{med(lambda x: x['energy_top']['16']):.3f} | {med(lambda x: x['energy_random']['4']):.4f} |"
+        )
+    rec = records[0]
+    lines.append("")
+    lines.append(
+        f"Gradient of the prompt-based SST-2 loss on {rec['batch_size']} training prompts, every weight matrix. Command: `{rec['command']}`."
+    )
+    return "\n".join(lines)
+
+
 SECTIONS = {
     "finetune_cpu": lambda: finetune_markdown(load("finetune_cpu")),
     "bench": lambda: bench_markdown(load("bench")),
+    "spectra": lambda: spectra_markdown(load("spectra")),
 }
 
 

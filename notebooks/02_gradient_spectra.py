@@ -226,6 +226,10 @@ if not spectra.empty:
 #   *sequence* of random subspaces make progress without needing the full-rank noise.
 # * A one-example gradient is low rank for a trivial reason (rank ≤ tokens): the batch sweep in
 #   2.1 separates that from the structural kind.
+# * Part of the structure is the loss, not the model: classification-as-LM scores two label words
+#   at one position, so the error signal entering the LM head is
+#   $(p_{\text{great}} - y)(e_{\text{great}} - e_{\text{terrible}})$ — one direction shared by all
+#   examples. The random-init rows show how much the pretrained weights add on top of that.
 #
 # Not done here (yet): how the spectrum evolves along a fine-tuning run, and the encoder
 # (MiniLM-L6) — both need only `gradient_matrices` and `model_spectra` on other checkpoints.
