@@ -127,28 +127,33 @@ def label_token_ids(tokenizer, task: Task) -> list[int]:
 
 @dataclass
 class Batch:
+    """Left-padded prompts: every prompt ends at the last column, so only that logit is needed."""
+
     input_ids: Tensor
     attention_mask: Tensor
-    last: Tensor
+    position_ids: Tensor
     labels: Tensor
 
-    def to(self, device) -> Batch:
+    def _map(self, fn) -> Batch:
         return Batch(
-            *(t.to(device) for t in (self.input_ids, self.attention_mask, self.last, self.labels))
+            *(fn(t) for t in (self.input_ids, self.attention_mask, self.position_ids, self.labels))
         )
+
+    def to(self, device) -> Batch:
+        return self._map(lambda t: t.to(device))
 
     def doubled(self) -> Batch:
         """``[batch; batch]`` for the side-path engine's one-forward two-point query."""
-        return Batch(
-            *(
-                torch.cat([t, t])
-                for t in (self.input_ids, self.attention_mask, self.last, self.labels)
-            )
-        )
+        return self._map(lambda t: torch.cat([t, t]))
 
 
 def encode(tokenizer, examples: list[Example], max_length: int = 256) -> Batch:
-    """Right-padded token ids; ``last`` indexes each prompt's final token (truncated from the left)."""
+    """Left-padded token ids with position ids counted from each prompt's first real token.
+
+    Prompts longer than ``max_length`` tokens keep their end (where the label word is scored).
+    Equivalent to right padding up to float rounding, and lets the model compute only the last
+    position's logits (``logits_to_keep=1``).
+    """
     ids = [
         tokenizer(ex.text, add_special_tokens=False)["input_ids"][-max_length:] for ex in examples
     ]
@@ -157,17 +162,21 @@ def encode(tokenizer, examples: list[Example], max_length: int = 256) -> Batch:
     input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for i, x in enumerate(ids):
-        input_ids[i, : len(x)] = torch.tensor(x)
-        mask[i, : len(x)] = 1
-    last = torch.tensor([len(x) - 1 for x in ids])
-    return Batch(input_ids, mask, last, torch.tensor([ex.label for ex in examples]))
+        input_ids[i, width - len(x) :] = torch.tensor(x)
+        mask[i, width - len(x) :] = 1
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    return Batch(input_ids, mask, positions, torch.tensor([ex.label for ex in examples]))
 
 
 def candidate_logits(model: nn.Module, batch: Batch, candidates: list[int]) -> Tensor:
     """Logits of the label words at each prompt's last position: shape (N, classes)."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-    logits = out.logits[torch.arange(len(batch.last)), batch.last]
-    return logits[:, candidates].float()
+    out = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        logits_to_keep=1,
+    )
+    return out.logits[:, -1, candidates].float()
 
 
 def per_example_loss(model: nn.Module, batch: Batch, candidates: list[int]) -> Tensor:
