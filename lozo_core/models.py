@@ -161,6 +161,22 @@ def random_init_like(name: str, dtype: torch.dtype = torch.float32, seed: int = 
     return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
 
 
-def matrix_parameters(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-    """Parameters LOZO perturbs with U Vᵀ (and weight decay applies to): ``p.ndim >= 2``."""
-    return [(n, p) for n, p in model.named_parameters() if p.ndim >= 2]
+@torch.no_grad()
+def sentence_embeddings(
+    loaded: LoadedModel, texts: list[str], batch_size: int = 64
+) -> torch.Tensor:
+    """Mean-pooled last hidden states of an encoder (all-MiniLM-L6-v2's pooling), L2-normalised."""
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        enc = loaded.tokenizer(
+            texts[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=128,
+            return_tensors="pt",
+        )
+        hidden = loaded.model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1)
+        chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(chunks)
