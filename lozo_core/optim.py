@@ -89,6 +89,14 @@ def momentum_rule(g: Tensor, state: dict, group: dict, t: int) -> Tensor:
     return buf.mul_(group["momentum"]).add_(g, alpha=1 - group["dampening"])
 
 
+def adam_hyperparameters(betas: tuple[float, float], adam_eps: float) -> dict:
+    """Validated Adam settings for a param group."""
+    for i, beta in enumerate(betas):
+        _check_unit_interval(f"betas[{i}]", beta)
+    check_positive("adam_eps", adam_eps)
+    return {"betas": tuple(betas), "adam_eps": adam_eps}
+
+
 def adam_rule(g: Tensor, state: dict, group: dict, t: int) -> Tensor:
     r"""Adam: :math:`\hat m_t/(\sqrt{\hat v_t}+\delta)` with bias-corrected moments."""
     beta1, beta2 = group["betas"]
@@ -338,10 +346,7 @@ class ZOAdam(ZeroOrderOptimizer):
         adam_eps: float = 1e-8,
         **kwargs,
     ):
-        for i, beta in enumerate(betas):
-            _check_unit_interval(f"betas[{i}]", beta)
-        check_positive("adam_eps", adam_eps)
-        super().__init__(params, lr=lr, betas=tuple(betas), adam_eps=adam_eps, **kwargs)
+        super().__init__(params, lr=lr, **adam_hyperparameters(betas, adam_eps), **kwargs)
 
 
 class ZOSGDCons(MeZO):
@@ -491,10 +496,7 @@ class LOZOAdam(LOZO):
         adam_eps: float = 1e-8,
         **kwargs,
     ):
-        for i, beta in enumerate(betas):
-            _check_unit_interval(f"betas[{i}]", beta)
-        check_positive("adam_eps", adam_eps)
-        super().__init__(params, lr=lr, betas=tuple(betas), adam_eps=adam_eps, **kwargs)
+        super().__init__(params, lr=lr, **adam_hyperparameters(betas, adam_eps), **kwargs)
         self.rule = adam_rule
 
 

@@ -27,84 +27,14 @@ COMMON = [
     "200",
 ]
 # Learning rates follow our 1/r convention (LOZO paper lr x rank); see notebook 05.
-RUNS = {
-    "zero-shot": ["--optimizer", "zero-shot"],
-    "lozo": [
-        "--optimizer",
-        "lozo",
-        "--lr",
-        "1e-4",
-        "--rank",
-        "2",
-        "--interval",
-        "50",
-        "--steps",
-        "60",
-        "--eval-every",
-        "30",
-    ],
-    "mezo": [
-        "--optimizer",
-        "mezo",
-        "--lr",
-        "5e-5",
-        "--steps",
-        "60",
-        "--eval-every",
-        "30",
-        "--engine",
-        "inplace",
-    ],
-    "lozo-m": [
-        "--optimizer",
-        "lozo-m",
-        "--lr",
-        "1e-4",
-        "--rank",
-        "2",
-        "--interval",
-        "50",
-        "--steps",
-        "60",
-        "--eval-every",
-        "30",
-    ],
-    "lozo-adam": [
-        "--optimizer",
-        "lozo-adam",
-        "--lr",
-        "1e-4",
-        "--rank",
-        "2",
-        "--interval",
-        "50",
-        "--steps",
-        "60",
-        "--eval-every",
-        "30",
-    ],
-    "zo-sgd-sign": [
-        "--optimizer",
-        "zo-sgd-sign",
-        "--lr",
-        "1e-5",
-        "--steps",
-        "60",
-        "--eval-every",
-        "30",
-    ],
-    "zo-adam": ["--optimizer", "zo-adam", "--lr", "1e-4", "--steps", "60", "--eval-every", "30"],
-    "forward-grad": [
-        "--optimizer",
-        "forward-grad",
-        "--lr",
-        "5e-5",
-        "--steps",
-        "60",
-        "--eval-every",
-        "30",
-    ],
-    "fo-adam": ["--optimizer", "fo-adam", "--lr", "1e-5", "--steps", "60", "--eval-every", "30"],
+STEPS = ["--steps", "60", "--eval-every", "30"]
+LEARNING_RATES = {
+    "lozo": "1e-4", "mezo": "5e-5", "lozo-m": "1e-4", "lozo-adam": "1e-4", "zo-sgd-sign": "1e-5",
+    "zo-adam": "1e-4", "forward-grad": "5e-5", "fo-adam": "1e-5",
+}  # fmt: skip
+RUNS = {"zero-shot": ["--optimizer", "zero-shot"]} | {
+    name: ["--optimizer", name, "--lr", lr, *STEPS, "--rank", "2", "--interval", "50"]
+    for name, lr in LEARNING_RATES.items()
 }
 SEEDS = (0, 1, 2)
 DATA_SEEDS = {0: 13, 1: 21, 2: 42}
