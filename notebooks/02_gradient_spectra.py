@@ -216,7 +216,53 @@ if not spectra.empty:
         )
 
 # %% [markdown]
-# ## 2.4 What this means for LOZO
+# ## 2.4 Along a short fine-tuning run
+#
+# LOZO (rank 2, lr 1e-4) fine-tunes the model for a few steps on the same prompts; the gradient
+# spectra are recomputed at checkpoints on a fixed batch of 16.
+
+# %%
+from lozo_core.optim import LOZO  # noqa: E402
+from lozo_core.perturb import PairedClosure  # noqa: E402
+
+probe = D.encode(loaded.tokenizer, pool[:16])
+train_batch = D.encode(loaded.tokenizer, pool[16:32])
+opt = LOZO(loaded.model, lr=1e-4, rank=2, interval=50, seed=0)
+closure = PairedClosure(
+    lambda b: D.per_example_loss(loaded.model, b, candidates), train_batch, D.Batch.doubled
+)
+along = []
+checkpoints = pick([0, 10, 20], [0, 2, 4])
+for step in range(checkpoints[-1] + 1):
+    if step in checkpoints:
+        opt.merge()
+        loss = D.per_example_loss(loaded.model, probe, candidates).mean()
+        for r in model_spectra(gradient_matrices(loaded.model, loss), ranks=(1, 4)):
+            along.append(
+                {
+                    "step": step,
+                    "kind": r["kind"],
+                    "stable_rank": r["stable_rank"],
+                    "top_1": r["energy_top"]["1"],
+                    "loss": float(loss),
+                }
+            )
+    if step < checkpoints[-1]:
+        opt.step(closure)
+along = pd.DataFrame(along)
+print(
+    along.groupby("step")
+    .agg(
+        probe_loss=("loss", "first"),
+        stable_rank_median=("stable_rank", "median"),
+        top1_energy_median=("top_1", "median"),
+    )
+    .round(3)
+    .to_string()
+)
+
+# %% [markdown]
+# ## 2.5 What this means for LOZO
 #
 # * Gradients of the pretrained model on a real fine-tuning batch are far from Gaussian: their
 #   stable rank is a small fraction of the Marchenko–Pastur value for the same shape, and a few
@@ -231,5 +277,5 @@ if not spectra.empty:
 #   $(p_{\text{great}} - y)(e_{\text{great}} - e_{\text{terrible}})$ — one direction shared by all
 #   examples. The random-init rows show how much the pretrained weights add on top of that.
 #
-# Not done here (yet): how the spectrum evolves along a fine-tuning run, and the encoder
-# (MiniLM-L6) — both need only `gradient_matrices` and `model_spectra` on other checkpoints.
+# Not done here (yet): the encoder (MiniLM-L6), which needs a classification head and then
+# only `gradient_matrices` and `model_spectra`.
