@@ -23,8 +23,6 @@
 
 # %%
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -32,7 +30,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from lozo_core.provenance import REPO_ROOT, banner, pick
+from lozo_core.bench import main as bench_main
+from lozo_core.provenance import banner, pick
 from lozo_core.results import bench_markdown, load
 
 sns.set_theme(style="whitegrid")
@@ -52,9 +51,6 @@ banner(notebook="07_memory_and_speed", live_model=model, live_steps=steps)
 with tempfile.TemporaryDirectory() as tmp:
     out = Path(tmp) / "bench.json"
     argv = [
-        sys.executable,
-        "-m",
-        "lozo_core.bench",
         "--model",
         model,
         "--random-init",
@@ -65,8 +61,7 @@ with tempfile.TemporaryDirectory() as tmp:
         "--json",
         str(out),
     ]
-    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    print(done.stdout)
+    bench_main(argv + (["--methods", *methods] if methods else []))
     live = json.loads(out.read_text())
 
 # %% [markdown]
