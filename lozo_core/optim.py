@@ -485,8 +485,6 @@ class LOZOAdam(LOZO):
     Vectors use ordinary Adam on their dense estimates.
     """
 
-    rule = staticmethod(adam_rule)
-
     def __init__(
         self,
         params,

@@ -35,7 +35,7 @@ import pandas as pd
 import seaborn as sns
 
 from lozo_core.provenance import banner, pick
-from lozo_core.results import finetune_markdown, finetune_rows, load
+from lozo_core.results import OPTIMIZER_ORDER, finetune_markdown, finetune_rows, load
 from lozo_core.train import TrainConfig, train
 
 sns.set_theme(style="whitegrid")
@@ -186,18 +186,7 @@ if runs:
     if "mezo" in means and "lozo" in means:
         print(f"LOZO vs MeZO at equal steps: {means['lozo']:.3f} vs {means['mezo']:.3f}")
     missing = [
-        o
-        for o in (
-            "mezo",
-            "lozo",
-            "lozo-m",
-            "lozo-adam",
-            "zo-sgd-sign",
-            "zo-adam",
-            "forward-grad",
-            "fo-adam",
-        )
-        if seeds.get(o, 0) < 3
+        o for o in OPTIMIZER_ORDER if o not in ("zero-shot", "fo-sgd") and seeds.get(o, 0) < 3
     ]
     if missing:
         print(
