@@ -61,8 +61,8 @@ def machine() -> dict:
     return info
 
 
-def banner(**fields) -> str:
-    """One provenance line: the given fields, then size, machine and software."""
+def banner(**fields) -> None:
+    """Print one provenance line: the given fields, then size, machine and software."""
     m = machine()
     where = m["gpu"] or f"{m['processor']} x{m['cpu_count']} ({m['torch_threads']} threads)"
     parts = [f"{k}={v}" for k, v in fields.items()]
@@ -72,6 +72,4 @@ def banner(**fields) -> str:
         f"torch={m['torch']}",
         f"commit={m['git_commit']}",
     ]
-    line = "[provenance] " + " | ".join(parts)
-    print(line)
-    return line
+    print("[provenance] " + " | ".join(parts))

@@ -153,6 +153,7 @@ for ax, (m_, n_) in zip(axes, shapes, strict=True):
     ax.plot(rr, lge_second_moment(m_, n_, rr), "-", label="LGE closed form")
     ax.axhline(rge_second_moment(m_ * n_), color="k", ls=":", label="RGE (mn+2)")
     ax.set(title=f"{m_}x{n_}", xlabel="rank r", xscale="log", xticks=ranks, xticklabels=ranks)
+    ax.minorticks_off()
 axes[0].set_ylabel(r"$\mathbb{E}\|\hat g\|^2 / \|G\|^2$")
 axes[0].legend(fontsize=8)
 plt.suptitle(f"Second moment of LGE vs rank ({samples} samples each, ±2 SE)")
