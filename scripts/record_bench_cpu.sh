@@ -7,3 +7,4 @@ $PY -m lozo_core.bench --model opt-125m --random-init --device cpu --batch-size 
     --json data/results/bench/cpu_opt-125m_fp32_b4x64.json
 $PY -m lozo_core.bench --model opt-125m --random-init --device cpu --batch-size 4 --seq-len 64 --steps 3 \
     --interval 1 --methods forward-doubled lozo-sidepath --json data/results/bench/cpu_opt-125m_fp32_b4x64_interval1.json
+$PY -m lozo_core.results

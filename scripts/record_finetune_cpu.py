@@ -3,7 +3,7 @@
 Each run is ``python -m lozo_core.train`` with the settings below; its summary (with the exact
 command and machine) is copied to ``data/results/finetune_cpu/<task>_<optimizer>_s<seed>.json``
 as soon as the run ends, so an interruption loses only the run in progress. Runs whose JSON
-already exists are skipped. Usage: ``python scripts/record_finetune_cpu.py [--only NAME ...]``.
+already exists are skipped; the README's results table is regenerated after each run. Usage: ``python scripts/record_finetune_cpu.py [--only NAME ...]``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from lozo_core.provenance import REPO_ROOT
+from lozo_core.results import main as update_readme
 
 RESULTS = REPO_ROOT / "data" / "results" / "finetune_cpu"
 COMMON = [

@@ -17,6 +17,7 @@ import time
 from lozo_core import data as D
 from lozo_core.models import load_model, random_init_like
 from lozo_core.provenance import REPO_ROOT, machine
+from lozo_core.results import main as update_readme
 from lozo_core.spectra import gradient_matrices, model_spectra
 
 OUT = REPO_ROOT / "data" / "results" / "spectra"
@@ -50,6 +51,7 @@ def main() -> int:
             f"wrote {path.relative_to(REPO_ROOT)}: {len(rows)} matrices in {record['seconds']:.0f} s",
             flush=True,
         )
+    update_readme()
     return 0
 
 
