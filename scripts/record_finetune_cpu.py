@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 from lozo_core.provenance import REPO_ROOT
-from lozo_core.results import main as update_readme
 
 RESULTS = REPO_ROOT / "data" / "results" / "finetune_cpu"
 COMMON = [
