@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from lozo_core.provenance import REPO_ROOT
+from lozo_core.results import main as update_readme
 
 RESULTS = REPO_ROOT / "data" / "results" / "finetune_cpu"
 COMMON = [
@@ -85,6 +86,7 @@ def main() -> int:
                     summary["final_eval_accuracy"],
                     flush=True,
                 )
+                update_readme()
     return 0
 
 
