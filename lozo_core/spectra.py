@@ -23,8 +23,16 @@ from torch import Tensor
 
 
 def singular_values(G: Tensor) -> Tensor:
-    """Singular values in descending order, computed in float64 (batched over leading dims)."""
-    return torch.linalg.svdvals(G.double())
+    """Singular values in descending order, in float64 (batched over leading dims).
+
+    Computed as square roots of the eigenvalues of the smaller Gram matrix (:math:`G^\\top G` or
+    :math:`GG^\\top`): every statistic here depends on :math:`\\sigma_i^2`, which this gives to an
+    absolute error of about :math:`10^{-16}\\sigma_1^2`, an order of magnitude faster than an SVD
+    for tall layer gradients such as embeddings.
+    """
+    Gd = G.double()
+    gram = Gd.mT @ Gd if Gd.shape[-2] >= Gd.shape[-1] else Gd @ Gd.mT
+    return torch.linalg.eigvalsh(gram).flip(-1).clamp_min(0).sqrt()
 
 
 def stable_rank(G: Tensor) -> Tensor:
@@ -48,14 +56,10 @@ def random_subspace_energy(
     G: Tensor, r: int, generator: torch.Generator, samples: int = 8
 ) -> Tensor:
     """Mean share of :math:`\\|G\\|_F^2` kept by projecting rows onto a random r-dim subspace."""
-    n = G.shape[-1]
-    shares = []
-    for _ in range(samples):
-        V = torch.randn(n, r, generator=generator, dtype=torch.float64).to(G.device)
-        Q, _ = torch.linalg.qr(V)
-        Gd = G.double()
-        shares.append((Gd @ Q).pow(2).sum((-2, -1)) / Gd.pow(2).sum((-2, -1)))
-    return torch.stack(shares).mean(0)
+    Gd = G.double()
+    V = torch.randn(samples, G.shape[-1], r, generator=generator, dtype=torch.float64).to(G.device)
+    Q, _ = torch.linalg.qr(V)
+    return ((Gd @ Q).pow(2).sum((-2, -1)) / Gd.pow(2).sum()).mean()
 
 
 def gaussian_baseline(m: int, n: int, generator: torch.Generator) -> Tensor:
@@ -69,9 +73,13 @@ def marchenko_pastur_stable_rank(m: int, n: int) -> float:
 
 
 def summarize(
-    G: Tensor, ranks: Sequence[int] = (1, 4, 16), generator: torch.Generator | None = None
+    G: Tensor,
+    ranks: Sequence[int] = (1, 4, 16),
+    generator: torch.Generator | None = None,
+    random_samples: int = 8,
 ) -> dict:
-    """A plain dict: shape, stable and effective rank, energy at each rank (top-r and random)."""
+    """A plain dict: shape, stable and effective rank, energy at each rank: top-r, and a random
+    r-dimensional subspace averaged over ``random_samples`` draws (0 skips it)."""
     if G.ndim != 2:
         raise ValueError(f"summarize expects a matrix, got shape {tuple(G.shape)}")
     generator = generator or torch.Generator().manual_seed(0)
@@ -89,7 +97,11 @@ def summarize(
         "effective_rank": float(torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum())),
         "gaussian_stable_rank": marchenko_pastur_stable_rank(m, n),
         "energy_top": {str(r): float(s2[:r].sum() / total) for r in ranks},
-        "energy_random": {str(r): float(random_subspace_energy(G, r, generator)) for r in ranks},
+        "energy_random": {
+            str(r): float(random_subspace_energy(G, r, generator, random_samples)) for r in ranks
+        }
+        if random_samples
+        else {},
         "energy_random_expected": {str(r): min(r, n) / n for r in ranks},
         "singular_values_head": [float(x) for x in s[:32]],
     }
@@ -125,7 +137,10 @@ def layer_index(name: str) -> int | None:
 
 
 def model_spectra(
-    grads: dict[str, Tensor], ranks: Sequence[int] = (1, 2, 4, 8, 16), seed: int = 0
+    grads: dict[str, Tensor],
+    ranks: Sequence[int] = (1, 2, 4, 8, 16),
+    seed: int = 0,
+    random_samples: int = 8,
 ) -> list[dict]:
     """:func:`summarize` for every gradient matrix, with its name, kind and depth."""
     generator = torch.Generator().manual_seed(seed)
@@ -136,7 +151,7 @@ def model_spectra(
                 "name": name,
                 "kind": layer_kind(name),
                 "layer": layer_index(name),
-                **summarize(G.cpu(), ranks, generator),
+                **summarize(G.cpu(), ranks, generator, random_samples),
             }
         )
     return rows

@@ -60,12 +60,12 @@ except FileNotFoundError:
 task = D.get_task("sst2")
 pool = D.k_shot(D.glue_split("sst2", "train"), 32, 13)
 candidates = D.label_token_ids(loaded.tokenizer, task)
-sizes = pick([1, 4, 16, 32], [1, 4])
+sizes = pick([1, 4, 16], [1, 4])
 rows = []
 for B in sizes:
     batch = D.encode(loaded.tokenizer, pool[:B])
     loss = D.per_example_loss(loaded.model, batch, candidates).mean()
-    for r in model_spectra(gradient_matrices(loaded.model, loss), ranks=(1, 4)):
+    for r in model_spectra(gradient_matrices(loaded.model, loss), ranks=(1, 4), random_samples=0):
         rows.append(
             {
                 "batch": B,
@@ -232,12 +232,14 @@ closure = PairedClosure(
     lambda b: D.per_example_loss(loaded.model, b, candidates), train_batch, D.Batch.doubled
 )
 along = []
-checkpoints = pick([0, 10, 20], [0, 2, 4])
+checkpoints = pick([0, 5, 10], [0, 2, 4])
 for step in range(checkpoints[-1] + 1):
     if step in checkpoints:
         opt.merge()
         loss = D.per_example_loss(loaded.model, probe, candidates).mean()
-        for r in model_spectra(gradient_matrices(loaded.model, loss), ranks=(1, 4)):
+        for r in model_spectra(
+            gradient_matrices(loaded.model, loss), ranks=(1, 4), random_samples=0
+        ):
             along.append(
                 {
                     "step": step,
