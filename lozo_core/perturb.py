@@ -130,11 +130,13 @@ class InPlace:
 
 @dataclass
 class _Route:
-    """How one registered parameter is rerouted: per-sign coefficients and the right factor."""
+    """How one registered parameter is rerouted: per-sign coefficients and the right factor,
+    stored transposed (r×n, contiguous) so that ``F.linear(x, Vt)`` computes :math:`xV` — several
+    times faster than ``x @ V`` for r ≪ n on CPU."""
 
     name: str
     values: Tensor
-    V: Tensor | None = None
+    Vt: Tensor | None = None
     scale: float = 1.0
     used: bool = field(default=False)
 
@@ -175,7 +177,7 @@ class _SidePathMode(TorchFunctionMode):
         if rw is not None:
             if rw.scale != 1.0:
                 out.mul_(rw.scale)
-            xv = input @ rw.V.to(input.dtype)
+            xv = F.linear(input, rw.Vt.to(input.dtype))
             coefs = rw.values.to(input.dtype)
             if coefs.shape[0] == 1:
                 out.add_(xv @ coefs[0].T)
@@ -199,7 +201,7 @@ class _SidePathMode(TorchFunctionMode):
         rows = route.values[
             torch.arange(signs, device=input.device)[:, None], input.reshape(signs, -1)
         ]
-        self._per_sign(out, route.values).add_((rows @ route.V.T).to(out.dtype))
+        self._per_sign(out, route.values).add_(F.linear(rows, route.Vt.T).to(out.dtype))
         return out
 
     def _layer_norm(self, func, input, normalized_shape, weight=None, bias=None, eps=1e-5):
@@ -223,7 +225,7 @@ class _SidePathMode(TorchFunctionMode):
         route, other = self._route(a, mark=False), b
         if route is None:
             route, other = self._route(b, mark=False), a
-        if route is None or route.V is not None or not isinstance(other, Tensor) or other.ndim < 2:
+        if route is None or route.Vt is not None or not isinstance(other, Tensor) or other.ndim < 2:
             return func(a, b)
         route.used = True
         out = func(a, b)
@@ -266,7 +268,8 @@ class SidePath:
                 values = base.unsqueeze(0)
             else:
                 values = torch.stack([base + (s * eps) * delta.to(base.dtype) for s in signs])
-            routes[id(p)] = _Route(names[id(p)], values, st.get("V"), float(st.get("scale", 1.0)))
+            Vt = st["V"].T.contiguous() if "V" in st else None
+            routes[id(p)] = _Route(names[id(p)], values, Vt, float(st.get("scale", 1.0)))
         return routes
 
     @contextmanager
