@@ -19,7 +19,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import shlex
 import statistics
 import sys
@@ -29,10 +28,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lozo_core.models import OPT_SIZES, load_model, random_init_like, tiny_opt
+from lozo_core.models import DTYPES, OPT_SIZES, load_model, random_init_like, tiny_opt
 from lozo_core.optim import LOZO, MeZO, ZOAdam
 from lozo_core.perturb import PairedClosure
 from lozo_core.provenance import machine
+from lozo_core.train import peak_memory_bytes
 
 METHODS = (
     "forward",
@@ -45,7 +45,6 @@ METHODS = (
     "fo-sgd",
     "fo-adam",
 )
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 BENCH_MODELS = (*OPT_SIZES, "smollm2-135m", "tiny-opt")
 
 
@@ -130,11 +129,7 @@ def _measure(args: dict, method: str, queue) -> None:
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
-    peak = (
-        torch.cuda.max_memory_allocated()
-        if cuda
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    )
+    peak = peak_memory_bytes(args["device"])
     queue.put(
         {
             "times_s": times,

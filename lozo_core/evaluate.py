@@ -15,8 +15,7 @@ from pathlib import Path
 import torch
 
 from lozo_core import data as D
-from lozo_core.models import load_model
-from lozo_core.train import DTYPES
+from lozo_core.models import DTYPES, load_model
 
 
 def evaluate(

@@ -22,7 +22,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, OPTConfig, OPTForCausalLM
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    OPTConfig,
+    OPTForCausalLM,
+)
 
 from lozo_core.opt_configs import OPT_ARCHITECTURES, opt_config
 
@@ -34,6 +41,7 @@ OPT_SIZES = tuple(OPT_ARCHITECTURES)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIR_ENV = "LOZO_SMOLLM2_DIR"
 MODEL_NAMES = (*OPT_SIZES, "smollm2-135m", "minilm-l6", "tiny-opt")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -164,7 +172,7 @@ def random_init_like(name: str, dtype: torch.dtype = torch.float32, seed: int = 
     if name in OPT_SIZES:
         config = opt_config(name)
     elif name == "smollm2-135m":
-        config = load_smollm2().model.config
+        config = AutoConfig.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
     else:
         raise ValueError(
             f"no random-init architecture for {name!r}; expected one of {', '.join(OPT_SIZES)}, smollm2-135m"

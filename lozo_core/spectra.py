@@ -9,8 +9,8 @@ For a gradient :math:`G\in\mathbb R^{m\times n}` with singular values
 * energy at rank r: top-r singular subspace :math:`\sum_{i\le r}\sigma_i^2/\|G\|_F^2` (the best any
   rank-r projection can do) versus a random r-dimensional row space, :math:`\|GP_V\|^2/\|G\|^2`,
   whose expectation is :math:`r/n` — what LOZO's Gaussian V keeps;
-* a random baseline: a Gaussian matrix of the same shape (Marchenko–Pastur spectrum), whose
-  stable rank is about :math:`mn/(\sqrt m+\sqrt n)^2`.
+* a random baseline: a Gaussian matrix of the same shape (Marchenko–Pastur spectrum) has stable
+  rank about :math:`mn/(\sqrt m+\sqrt n)^2`.
 """
 
 from __future__ import annotations
@@ -36,19 +36,23 @@ def singular_values(G: Tensor) -> Tensor:
 
 
 def stable_rank(G: Tensor) -> Tensor:
-    s = singular_values(G)
-    return s.pow(2).sum(-1) / s[..., 0].pow(2)
+    return _stable_rank(singular_values(G).pow(2))
 
 
 def effective_rank(G: Tensor) -> Tensor:
-    s2 = singular_values(G).pow(2)
+    return _effective_rank(singular_values(G).pow(2))
+
+
+def _stable_rank(s2: Tensor) -> Tensor:
+    return s2.sum(-1) / s2[..., 0]
+
+
+def _effective_rank(s2: Tensor) -> Tensor:
     p = s2 / s2.sum(-1, keepdim=True)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum(-1))
 
 
-def top_energy(G: Tensor, r: int) -> Tensor:
-    """Share of :math:`\\|G\\|_F^2` in the top-r singular subspace."""
-    s2 = singular_values(G).pow(2)
+def _top_energy(s2: Tensor, r: int) -> Tensor:
     return s2[..., :r].sum(-1) / s2.sum(-1)
 
 
@@ -60,11 +64,6 @@ def random_subspace_energy(
     V = torch.randn(samples, G.shape[-1], r, generator=generator, dtype=torch.float64).to(G.device)
     Q, _ = torch.linalg.qr(V)
     return ((Gd @ Q).pow(2).sum((-2, -1)) / Gd.pow(2).sum()).mean()
-
-
-def gaussian_baseline(m: int, n: int, generator: torch.Generator) -> Tensor:
-    """A Gaussian matrix of the same shape: the spectrum of pure noise."""
-    return torch.randn(m, n, generator=generator, dtype=torch.float64)
 
 
 def marchenko_pastur_stable_rank(m: int, n: int) -> float:
@@ -89,14 +88,13 @@ def summarize(
     total = float(s2.sum())
     if total == 0:
         raise ValueError("the gradient is identically zero")
-    p = s2 / s2.sum()
     return {
         "shape": [m, n],
         "frobenius": math.sqrt(total),
-        "stable_rank": float(total / s2[0]),
-        "effective_rank": float(torch.exp(-(p * torch.log(p.clamp_min(1e-300))).sum())),
+        "stable_rank": float(_stable_rank(s2)),
+        "effective_rank": float(_effective_rank(s2)),
         "gaussian_stable_rank": marchenko_pastur_stable_rank(m, n),
-        "energy_top": {str(r): float(s2[:r].sum() / total) for r in ranks},
+        "energy_top": {str(r): float(_top_energy(s2, r)) for r in ranks},
         "energy_random": {
             str(r): float(random_subspace_energy(G, r, generator, random_samples)) for r in ranks
         }

@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lozo_core import data as D
-from lozo_core.models import MODEL_NAMES, LoadedModel, load_model
+from lozo_core.models import DTYPES, MODEL_NAMES, LoadedModel, load_model
 from lozo_core.optim import OPTIMIZERS, ForwardGrad
 from lozo_core.perturb import PairedClosure
 from lozo_core.provenance import machine
@@ -37,7 +37,6 @@ from lozo_core.rng import stream
 
 FIRST_ORDER = {"fo-sgd": torch.optim.SGD, "fo-adam": torch.optim.Adam}
 OPTIMIZER_NAMES = ("zero-shot", *OPTIMIZERS, *FIRST_ORDER)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_LR = {
     "mezo": 1e-5, "zo-sgd": 1e-5, "zo-sgd-sign": 1e-6, "zo-sgd-mmt": 1e-6, "zo-sgd-cons": 1e-5,
     "zo-adam": 1e-5, "lozo": 2e-5, "lozo-m": 2e-5, "lozo-adam": 1e-5, "forward-grad": 1e-5,
