@@ -77,8 +77,12 @@ def finetune_markdown(runs: list[dict]) -> str:
             for r in runs
         }
     )
+    evaluated = ", ".join(
+        f"{task}: {n} GLUE dev examples"
+        for task, n in sorted({(r["task"], r["eval_examples"]) for r in runs})
+    )
     lines.append("")
-    lines.append(f"Dev accuracy on {runs[0]['eval_examples']} SST-2 dev examples, k = 16 per class, batch 16; mean ± std over seeds "
+    lines.append(f"Dev accuracy ({evaluated}), k = 16 per class, batch 16; mean ± std over seeds "
                  f"(k-shot data seeds 13, 21, 42). Machine: {'; '.join(machines)}. Commands: the `command` field of each JSON in "
                  "`data/results/finetune_cpu/`.")  # fmt: skip
     return "\n".join(lines)

