@@ -123,10 +123,16 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         engine: ``"inplace"`` (or ``"sidepath"`` for low-rank directions).
         blocks: ZO-Bench block-wise estimation: parameters are split (in order) into this many
             contiguous blocks, each estimated with its own queries and updated in turn
-            (``2 q blocks`` forwards per step).
-        sparsity: ZO-Bench sparse perturbation: each entry of a dense direction is zeroed with
-            this probability; the mask is redrawn every ``mask_interval`` steps. The estimate is
-            then unbiased for :math:`M\odot\nabla f`, not :math:`\nabla f`.
+            (``2 q blocks`` forwards per step). This is ZO-Bench's ``coordinate_perturbation``
+            variant (``zo-bench/trainer.py``, ``zo_step_with_module_wise_perturbation_coordinate``);
+            ZO-Bench forms its blocks from module names (transformer layer, attention/MLP, or
+            single linear layer) rather than a count.
+        sparsity: ZO-Bench sparse perturbation (its ``sparse_gradient_group="layer"``): each entry
+            of a dense direction is zeroed with this probability; the mask is redrawn every
+            ``mask_interval`` steps (ZO-Bench's ``sparse_gradient_resample_steps``). The estimate
+            is then unbiased for :math:`M\odot\nabla f`, not :math:`\nabla f`. ZO-Bench's own mask
+            (``fast_random_mask_like``) zeroes the entries where a standard normal draw falls
+            below the ratio, i.e. a fraction :math:`\Phi(\text{sparsity})`, not ``sparsity``.
         fo_params: names of parameters trained by backpropagation (hybrid ZO/FO): each step
             first takes an SGD step with ``fo_lr`` on them, then the ZO step on the rest.
     """
