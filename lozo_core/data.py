@@ -114,10 +114,19 @@ def k_shot(examples: list[Example], k: int, seed: int) -> list[Example]:
 
 
 def sample(examples: list[Example], n: int, seed: int) -> list[Example]:
-    """``n`` examples drawn without replacement (MeZO's 1000 train / 500 dev / 1000 eval)."""
+    """``n`` examples drawn without replacement by ``seed``."""
     if n > len(examples):
         raise ValueError(f"asked for {n} examples, only {len(examples)} available")
     return random.Random(seed).sample(examples, n)
+
+
+def train_validation(
+    examples: list[Example], seed: int, n_train: int = 1000, n_validation: int = 500
+) -> tuple[list[Example], list[Example]]:
+    """MeZO's protocol: disjoint ``n_train`` training and ``n_validation`` validation examples,
+    both drawn from the GLUE training split (the test set is then up to 1000 dev examples)."""
+    drawn = sample(examples, n_train + n_validation, seed)
+    return drawn[:n_train], drawn[n_train:]
 
 
 def label_token_ids(tokenizer, task: Task) -> list[int]:
@@ -147,7 +156,16 @@ class Batch:
         return self._map(lambda t: torch.cat([t, t]))
 
 
-def encode(tokenizer, examples: list[Example], max_length: int = 256) -> Batch:
+MAX_PROMPT_TOKENS = 256
+
+
+def prompt_budget(model: nn.Module) -> int:
+    """Tokens a prompt keeps: ``MAX_PROMPT_TOKENS``, or fewer if the model has fewer positions."""
+    positions = getattr(model.config, "max_position_embeddings", MAX_PROMPT_TOKENS)
+    return min(MAX_PROMPT_TOKENS, positions)
+
+
+def encode(tokenizer, examples: list[Example], max_length: int = MAX_PROMPT_TOKENS) -> Batch:
     """Left-padded token ids with position ids counted from each prompt's first real token.
 
     Prompts longer than ``max_length`` tokens keep their end (where the label word is scored).
@@ -196,9 +214,9 @@ def accuracy(
     device="cpu",
 ) -> float:
     """Share of examples whose highest-scoring label word is the right one."""
-    candidates = label_token_ids(tokenizer, task)
+    candidates, budget = label_token_ids(tokenizer, task), prompt_budget(model)
     correct = 0
     for start in range(0, len(examples), batch_size):
-        batch = encode(tokenizer, examples[start : start + batch_size]).to(device)
+        batch = encode(tokenizer, examples[start : start + batch_size], budget).to(device)
         correct += int((candidate_logits(model, batch, candidates).argmax(1) == batch.labels).sum())
     return correct / len(examples)

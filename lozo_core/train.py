@@ -133,15 +133,19 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module):
     return cls(model, **kwargs)
 
 
-def splits(cfg: TrainConfig) -> tuple[list[D.Example], list[D.Example]]:
-    """Training examples and the evaluation set: k per class from train, or MeZO's 1000/1000."""
+def splits(cfg: TrainConfig) -> tuple[list[D.Example], list[D.Example], list[D.Example]]:
+    """Training, validation and evaluation examples.
+
+    ``k_shot > 0``: k per class from GLUE train, no validation set. ``k_shot == 0``: MeZO's
+    1000/500/1000 protocol (1000 train and 500 validation from GLUE train, disjoint; the
+    evaluation set is ``eval_examples`` from GLUE dev, 1000 in the protocol)."""
     train, dev = D.glue_split(cfg.task, "train"), D.glue_split(cfg.task, "dev")
     if cfg.k_shot:
-        train_set = D.k_shot(train, cfg.k_shot, cfg.data_seed)
+        train_set, validation_set = D.k_shot(train, cfg.k_shot, cfg.data_seed), []
     else:
-        train_set = D.sample(train, min(1000, len(train)), cfg.data_seed)
+        train_set, validation_set = D.train_validation(train, cfg.data_seed)
     eval_set = D.sample(dev, min(cfg.eval_examples, len(dev)), cfg.data_seed)
-    return train_set, eval_set
+    return train_set, validation_set, eval_set
 
 
 def peak_memory_bytes(device: str) -> int:
@@ -176,8 +180,8 @@ def train(
     loaded = loaded or load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
     model = loaded.model.to(cfg.device)
     task = D.get_task(cfg.task)
-    candidates = D.label_token_ids(loaded.tokenizer, task)
-    train_set, eval_set = splits(cfg)
+    candidates, budget = D.label_token_ids(loaded.tokenizer, task), D.prompt_budget(model)
+    train_set, validation_set, eval_set = splits(cfg)
     optimizer = build_optimizer(cfg, model) if cfg.steps else None
     history, start = [], 0
     if resume and ckpt_path.exists():
@@ -199,11 +203,19 @@ def train(
     def evaluate(step: int) -> float:
         if optimizer is not None and hasattr(optimizer, "merge"):
             optimizer.merge()
-        acc = D.accuracy(
-            model, loaded.tokenizer, eval_set, task, batch_size=cfg.batch_size, device=cfg.device
-        )
-        log({"step": step, "eval_accuracy": acc, "time_s": time.perf_counter() - t0})
-        return acc
+        record = {"step": step}
+        for key, examples in (("eval_accuracy", eval_set), ("validation_accuracy", validation_set)):
+            if examples:
+                record[key] = D.accuracy(
+                    model,
+                    loaded.tokenizer,
+                    examples,
+                    task,
+                    batch_size=cfg.batch_size,
+                    device=cfg.device,
+                )
+        log(record | {"time_s": time.perf_counter() - t0})
+        return record["eval_accuracy"]
 
     t0 = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
     if start == 0:
@@ -218,7 +230,7 @@ def train(
     for step in bar:
         g = stream(cfg.seed, step, 3)
         pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size].tolist()
-        batch = D.encode(loaded.tokenizer, [train_set[i] for i in pick]).to(cfg.device)
+        batch = D.encode(loaded.tokenizer, [train_set[i] for i in pick], budget).to(cfg.device)
         loss_fn = lambda b: D.per_example_loss(model, b, candidates)
         try:
             if cfg.optimizer in FIRST_ORDER:
@@ -254,16 +266,25 @@ def train(
                 },
                 ckpt_path,
             )
-    evals = [h["eval_accuracy"] for h in history if "eval_accuracy" in h]
+    evals = [h for h in history if "eval_accuracy" in h]
+    accuracies = [h["eval_accuracy"] for h in evals]
     forwards_per_step = 2 * cfg.q if cfg.optimizer not in FIRST_ORDER else 1
     summary = {
         "task": cfg.task, "model": cfg.model, "model_source": loaded.source, "optimizer": cfg.optimizer,
         "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": cfg.steps, "config": dataclasses.asdict(cfg),
-        "zero_shot_accuracy": evals[0], "final_eval_accuracy": evals[-1], "best_eval_accuracy": max(evals),
+        "zero_shot_accuracy": accuracies[0], "final_eval_accuracy": accuracies[-1], "best_eval_accuracy": max(accuracies),
         "eval_examples": len(eval_set), "train_examples": len(train_set), "forwards_per_step": forwards_per_step,
         "wall_time_s": time.perf_counter() - t0, "command": command, "machine": machine(),
-        "curve": [{k: h[k] for k in ("step", "loss", "eval_accuracy") if k in h} for h in history],
+        "curve": [{k: h[k] for k in ("step", "loss", "eval_accuracy", "validation_accuracy") if k in h} for h in history],
     }  # fmt: skip
+    if validation_set:
+        chosen = max(evals, key=lambda h: h["validation_accuracy"])
+        summary |= {
+            "validation_examples": len(validation_set),
+            "best_validation_accuracy": chosen["validation_accuracy"],
+            "best_validation_step": chosen["step"],
+            "eval_accuracy_at_best_validation": chosen["eval_accuracy"],
+        }
     write_json_atomic(summary, out / "summary.json")
     return summary
 

@@ -139,6 +139,34 @@ def test_vendored_data_and_k_shot_sampling():
     assert D.TASKS["sst2"].prompt({"sentence": "a fine film "}) == "a fine film It was"
 
 
+def test_mezo_protocol_splits_are_disjoint_and_sized():
+    train_set, validation_set = D.train_validation(D.glue_split("rte", "train"), seed=13)
+    assert len(train_set) == 1000 and len(validation_set) == 500
+    assert not {ex.text for ex in train_set} & {ex.text for ex in validation_set}
+    assert D.train_validation(D.glue_split("rte", "train"), seed=21)[0] != train_set
+
+
+def test_full_data_protocol_reports_eval_accuracy_at_best_validation(tmp_path):
+    cfg = TrainConfig(
+        model="tiny-opt",
+        task="rte",
+        k_shot=0,
+        batch_size=64,
+        eval_examples=32,
+        optimizer="mezo",
+        lr=1e-2,
+        steps=3,
+        eval_every=1,
+    )
+    summary = train(cfg, tmp_path)
+    assert (summary["train_examples"], summary["validation_examples"]) == (1000, 500)
+    evals = [p for p in summary["curve"] if "validation_accuracy" in p]
+    assert len(evals) == 4
+    best = max(evals, key=lambda p: p["validation_accuracy"])
+    assert summary["best_validation_step"] == best["step"]
+    assert summary["eval_accuracy_at_best_validation"] == best["eval_accuracy"]
+
+
 def test_load_opt_offline_names_the_way_out():
     from lozo_core.models import load_model, load_opt
 
