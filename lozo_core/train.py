@@ -8,6 +8,10 @@ parameters and metrics as an uninterrupted run). Batches are drawn from ``stream
 so a resumed run sees the same data. Usage errors exit 2; a non-finite loss exits 3 and keeps
 the last good checkpoint.
 
+Data: ``--k-shot K`` trains on K examples per class (MeZO/LOZO's k-shot setting);
+``--k-shot 0 --eval-examples 1000`` is MeZO's 1000/500/1000 protocol, where the summary also
+reports the evaluation accuracy at the step with the best validation accuracy.
+
 Learning rates are ours: LOZO's estimator carries ``1/rank``, so the LOZO paper's learning rate
 ``eta`` corresponds to ``--lr rank*eta`` here.
 """
