@@ -2,7 +2,9 @@
 
 Prompts are MeZO's for decoder models (reused by LOZO): the model scores each label word's
 first token at the last prompt position, and training takes the cross-entropy over the
-candidates ("classification as language modelling").
+candidates ("classification as language modelling"). An encoder gets a classification head
+instead (:class:`lozo_core.models.EncoderClassifier`, class ``k`` = output ``k``); see
+:func:`scorer`.
 
 * SST-2: ``{sentence} It was`` + `` terrible`` (0) / `` great`` (1);
 * RTE: ``{premise}\\nDoes this mean that "{hypothesis}" is true? Yes or No?\\n`` +
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lozo_core.models import EncoderClassifier, LoadedModel
 from lozo_core.provenance import REPO_ROOT
 
 GLUE_DIR = REPO_ROOT / "data" / "glue"
@@ -134,6 +137,18 @@ def label_token_ids(tokenizer, task: Task) -> list[int]:
     return [tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in task.label_words]
 
 
+def scorer(loaded: LoadedModel, task: Task, seed: int = 0) -> tuple[nn.Module, list[int]]:
+    """The module that scores ``task``'s labels and the output index of each label.
+
+    A language model scores its label words' tokens; an encoder is wrapped in an
+    :class:`EncoderClassifier` whose head is drawn from ``seed`` and whose outputs are the classes.
+    """
+    if loaded.causal:
+        return loaded.model, label_token_ids(loaded.tokenizer, task)
+    classes = len(task.label_words)
+    return EncoderClassifier(loaded.model, classes, seed), list(range(classes))
+
+
 @dataclass
 class Batch:
     """Left-padded prompts: every prompt ends at the last column, so only that logit is needed."""
@@ -209,12 +224,12 @@ def accuracy(
     model: nn.Module,
     tokenizer,
     examples: list[Example],
-    task: Task,
+    candidates: list[int],
     batch_size: int = 16,
     device="cpu",
 ) -> float:
-    """Share of examples whose highest-scoring label word is the right one."""
-    candidates, budget = label_token_ids(tokenizer, task), prompt_budget(model)
+    """Share of examples whose highest-scoring candidate is the right label."""
+    budget = prompt_budget(model)
     correct = 0
     for start in range(0, len(examples), batch_size):
         batch = encode(tokenizer, examples[start : start + batch_size], budget).to(device)

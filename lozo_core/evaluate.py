@@ -30,13 +30,13 @@ def evaluate(
     config = state["config"]
     examples = D.read_tsv(data_path, task)
     loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])
-    loaded.model.load_state_dict(state["model"])
-    loaded.model.to(device)
+    model, candidates = D.scorer(loaded, D.get_task(task), config["seed"])
+    model.load_state_dict(state["model"])
     accuracy = D.accuracy(
-        loaded.model,
+        model.to(device),
         loaded.tokenizer,
         examples,
-        D.get_task(task),
+        candidates,
         batch_size=batch_size,
         device=device,
     )

