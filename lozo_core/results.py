@@ -135,10 +135,15 @@ def spectra_markdown(records: list[dict]) -> str:
             f"{med(lambda x: x['gaussian_stable_rank']):.0f} | {med(lambda x: x['energy_top']['1']):.3f} | {med(lambda x: x['energy_top']['4']):.3f} | "
             f"{med(lambda x: x['energy_top']['16']):.3f} | {med(lambda x: x['energy_random']['4']):.4f} |"
         )
-    rec = records[0]
     lines.append("")
+    per_model = {rec["model"]: rec for rec in records}
     lines.append(
-        f"Gradient of the prompt-based SST-2 loss on {rec['batch_size']} training prompts, every weight matrix. Command: `{rec['command']}`."
+        "Gradient of the SST-2 loss on a batch of training prompts, every weight matrix: "
+        + "; ".join(
+            f"{model}: {rec['batch_size']} prompts, scored by {rec.get('scoring', 'label words')}, `{rec['command'].strip()}`"
+            for model, rec in per_model.items()
+        )
+        + "."
     )
     return "\n".join(lines)
 

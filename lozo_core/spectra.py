@@ -121,6 +121,7 @@ def layer_kind(name: str) -> str:
         ("word_embeddings", "embedding"), ("position_embeddings", "pos_embedding"),
         ("query", "q"), ("key", "k"), ("value", "v"), ("attention.output.dense", "o"),
         ("intermediate.dense", "mlp_up"), ("output.dense", "mlp_down"), ("lm_head", "head"),
+        ("head.", "head"),
     ]  # fmt: skip
     return next((kind for key, kind in table if key in name), "other")
 

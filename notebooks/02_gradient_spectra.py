@@ -31,9 +31,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 from lozo_core import data as D
-from lozo_core.models import load_model, load_opt
+from lozo_core.models import load_model, load_opt, mean_pool, random_init_like
 from lozo_core.provenance import REPO_ROOT, banner, pick
 from lozo_core.spectra import gradient_matrices, model_spectra
 
@@ -100,10 +101,12 @@ ax.set(
 plt.show()
 
 # %% [markdown]
-# ## 2.2 Recorded: every matrix of a real pretrained decoder, against random init
+# ## 2.2 Recorded: every matrix of two real pretrained models, against random init
 #
-# `scripts/record_spectra.py` computed the gradient of every weight matrix of SmolLM2-135M
-# (pretrained) and of the same architecture at random init, on 32 SST-2 training prompts.
+# `scripts/record_spectra.py` computed the gradient of every weight matrix, on 32 SST-2 training
+# prompts, of SmolLM2-135M (decoder; MeZO's label words scored by the LM head) and of
+# all-MiniLM-L6-v2 (encoder; a new seeded linear head on mean-pooled states), each pretrained
+# and with the same architecture at random init.
 
 # %%
 recorded = {}
@@ -149,23 +152,51 @@ else:
 
 # %%
 if not spectra.empty:
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    sns.boxplot(data=spectra, x="kind", y="stable_rank", hue="init", ax=axes[0])
-    axes[0].set(yscale="log", title="stable rank of the gradient by layer type", xlabel="")
-    axes[0].tick_params(axis="x", rotation=30)
-    depth = spectra.dropna(subset=["layer"])
-    sns.lineplot(
-        data=depth,
-        x="layer",
-        y="effective_rank",
-        hue="kind",
-        style="init",
-        errorbar=None,
-        ax=axes[1],
-    )
-    axes[1].set(yscale="log", title="effective rank by depth")
+    models = sorted(spectra.model.unique())
+    fig, axes = plt.subplots(len(models), 2, figsize=(13, 4.2 * len(models)), squeeze=False)
+    for (box, line), model in zip(axes, models, strict=True):
+        of_model = spectra[spectra.model == model]
+        sns.boxplot(data=of_model, x="kind", y="stable_rank", hue="init", ax=box)
+        box.set(
+            yscale="log", title=f"{model}: stable rank of the gradient by layer type", xlabel=""
+        )
+        box.tick_params(axis="x", rotation=30)
+        sns.lineplot(
+            data=of_model.dropna(subset=["layer"]),
+            x="layer",
+            y="effective_rank",
+            hue="kind",
+            style="init",
+            errorbar=None,
+            ax=line,
+        )
+        line.set(yscale="log", title=f"{model}: effective rank by depth")
     plt.tight_layout()
     plt.show()
+
+# %% [markdown]
+# The two random-init rows go opposite ways: the random decoder's gradients are *higher* rank
+# than the pretrained one's, the random encoder's *lower*. A random-init post-LayerNorm encoder
+# (weights $\mathcal N(0, 0.02^2)$) maps different sentences to nearly the same features, and a
+# gradient $\sum_i \delta_i x_i^\top$ over nearly equal $x_i$ is nearly rank one. The check:
+
+# %%
+encoder = load_model("minilm-l6")
+sentences = D.encode(encoder.tokenizer, D.k_shot(D.glue_split("sst2", "train"), 16, 13))
+for init, net in (("pretrained", encoder.model), ("random", random_init_like("minilm-l6"))):
+    with torch.no_grad():
+        hidden = net(
+            input_ids=sentences.input_ids,
+            attention_mask=sentences.attention_mask,
+            position_ids=sentences.position_ids,
+        ).last_hidden_state
+    features = mean_pool(hidden, sentences.attention_mask)
+    unit = torch.nn.functional.normalize(features, dim=-1)
+    cosines = (unit @ unit.T)[~torch.eye(len(unit), dtype=torch.bool)]
+    sv = torch.linalg.svdvals(features)
+    print(
+        f"minilm-l6 {init:10s}: mean pairwise cosine of the 32 sentence features {cosines.mean():.3f}; top-1 share of their energy {sv[0] ** 2 / (sv**2).sum():.3f}"
+    )
 
 # %% [markdown]
 # ## 2.3 What a random rank-r subspace captures
@@ -178,42 +209,34 @@ if not spectra.empty:
 # %%
 if not spectra.empty:
     ranks = ["1", "2", "4", "8", "16"]
-    pre = spectra[spectra.init == "pretrained"]
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.plot(
-        [int(r) for r in ranks],
-        [pre[f"top_{r}"].median() for r in ranks],
-        "o-",
-        label="top-r singular subspace (pretrained, median)",
-    )
-    ax.plot(
-        [int(r) for r in ranks],
-        [spectra[spectra.init == "random"][f"top_{r}"].median() for r in ranks],
-        "s--",
-        label="top-r (random init, median)",
-    )
-    ax.plot(
-        [int(r) for r in ranks],
-        [pre[f"random_{r}"].median() for r in ranks],
-        "^-",
-        label="random rank-r subspace (LOZO's V)",
-    )
-    ax.plot(
-        [int(r) for r in ranks], [np.median(int(r) / pre["n"]) for r in ranks], "k:", label="r/n"
-    )
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="rank r",
-        ylabel="share of ||G||²",
-        title="energy captured at rank r",
-    )
-    ax.legend(fontsize=8)
-    plt.show()
-    for r in ("1", "4", "16"):
-        print(
-            f"r={r:>2}: top-r energy median {pre[f'top_{r}'].median():.3f}; random-subspace energy median {pre[f'random_{r}'].median():.4f} (r/n median {np.median(int(r) / pre['n']):.4f})"
+    rs = [int(r) for r in ranks]
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.2), squeeze=False)
+    for ax, model in zip(axes[0], models, strict=True):
+        pre = spectra[(spectra.model == model) & (spectra.init == "pretrained")]
+        rnd = spectra[(spectra.model == model) & (spectra.init == "random")]
+        ax.plot(rs, [pre[f"top_{r}"].median() for r in ranks], "o-", label="top-r (pretrained)")
+        ax.plot(rs, [rnd[f"top_{r}"].median() for r in ranks], "s--", label="top-r (random init)")
+        ax.plot(
+            rs,
+            [pre[f"random_{r}"].median() for r in ranks],
+            "^-",
+            label="random rank-r subspace (LOZO's V)",
         )
+        ax.plot(rs, [np.median(r / pre["n"]) for r in rs], "k:", label="r/n")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="rank r",
+            ylabel="share of ||G||² (median over matrices)",
+            title=f"{model}: energy captured at rank r",
+        )
+        ax.legend(fontsize=8)
+        for r in ("1", "4", "16"):
+            print(
+                f"{model} r={r:>2}: top-r energy median {pre[f'top_{r}'].median():.3f}; random-subspace energy median {pre[f'random_{r}'].median():.4f} (r/n median {np.median(int(r) / pre['n']):.4f})"
+            )
+    plt.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # ## 2.4 Along a short fine-tuning run
@@ -278,6 +301,6 @@ print(
 #   at one position, so the error signal entering the LM head is
 #   $(p_{\text{great}} - y)(e_{\text{great}} - e_{\text{terrible}})$ — one direction shared by all
 #   examples. The random-init rows show how much the pretrained weights add on top of that.
-#
-# Not done here (yet): the encoder (MiniLM-L6), which needs a classification head and then
-# only `gradient_matrices` and `model_spectra`.
+# * The encoder with a new head is low rank too (pretrained stable rank a few percent of the
+#   Gaussian value), but less so than the decoder; its random-init rows are not a fair
+#   baseline because a random post-LN encoder's features barely depend on the input (2.2).

@@ -1,14 +1,17 @@
 """Record per-layer gradient spectra of real pretrained models into data/results/spectra/.
 
-For each model: the prompt-based SST-2 loss (MeZO template) on ``--batch-size`` k-shot training
-examples, its gradient for every weight matrix, and :func:`lozo_core.spectra.summarize` at ranks
+For each model: the SST-2 loss on ``--batch-size`` k-shot training examples (a decoder scores
+MeZO's label words; an encoder gets :class:`lozo_core.models.EncoderClassifier`'s new seeded
+head), its gradient for every weight matrix, and :func:`lozo_core.spectra.summarize` at ranks
 1, 2, 4, 8, 16; the same for the architecture at random init. One JSON per (model, init), each
-with the command and machine. Usage: ``python scripts/record_spectra.py [--batch-size 32]``.
+with the command and machine.
+Usage: ``python scripts/record_spectra.py [--model smollm2-135m|minilm-l6] [--batch-size 32]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -34,16 +37,18 @@ def main() -> int:
     task = D.get_task("sst2")
     examples = D.k_shot(D.glue_split("sst2", "train"), args.batch_size // 2, args.data_seed)
     batch = D.encode(loaded.tokenizer, examples)
-    candidates = D.label_token_ids(loaded.tokenizer, task)
-    for init, model in (("pretrained", loaded.model), ("random", random_init_like(args.model))):
+    random = dataclasses.replace(loaded, model=random_init_like(args.model))
+    for init, source in (("pretrained", loaded), ("random", random)):
+        model, candidates = D.scorer(source, task)
         start = time.perf_counter()
         loss = D.per_example_loss(model, batch, candidates).mean()
         rows = model_spectra(gradient_matrices(model, loss))
         record = {
             "model": args.model, "init": init, "source": loaded.source if init == "pretrained" else "random init, same config",
-            "task": "sst2", "template": task.template, "batch_size": len(examples), "data_seed": args.data_seed,
-            "loss": float(loss), "seconds": time.perf_counter() - start, "layers": rows,
-            "command": "python scripts/record_spectra.py " + shlex.join(sys.argv[1:]), "machine": machine(),
+            "task": "sst2", "template": task.template, "scoring": "label words" if loaded.causal else "new linear head (seed 0)",
+            "batch_size": len(examples), "data_seed": args.data_seed,
+            "loss": loss.item(), "seconds": time.perf_counter() - start, "layers": rows,
+            "command": shlex.join(["python", "scripts/record_spectra.py", *sys.argv[1:]]), "machine": machine(),
         }  # fmt: skip
         path = OUT / f"{args.model}_{init}.json"
         path.write_text(json.dumps(record, indent=1) + "\n")

@@ -46,3 +46,18 @@ def test_random_subspace_energy_is_r_over_n_in_expectation():
 def test_summarize_rejects_non_matrices():
     with pytest.raises(ValueError, match=r"expects a matrix, got shape \(3,\)"):
         summarize(torch.ones(3))
+
+
+def test_layer_kinds_cover_decoder_encoder_and_classifier_names():
+    from lozo_core.spectra import layer_kind
+
+    names = {
+        "model.layers.3.self_attn.q_proj.weight": "q",
+        "model.decoder.layers.0.fc2.weight": "mlp_down",
+        "encoder.encoder.layer.2.attention.self.value.weight": "v",
+        "encoder.encoder.layer.2.attention.output.dense.weight": "o",
+        "encoder.encoder.layer.2.output.dense.weight": "mlp_down",
+        "head.weight": "head",
+        "lm_head.weight": "head",
+    }
+    assert {name: layer_kind(name) for name in names} == names
