@@ -139,7 +139,8 @@ if runs:
 #
 # A ZO step costs 2 forward passes (one doubled forward on the side-path engine); a first-order
 # step costs a forward and a backward, counted here as 3 forward-equivalents (the usual
-# backward ≈ 2 forwards). ZO-SGD-Cons would cost 5.
+# backward ≈ 2 forwards). Forward-Grad's single forward-mode (jvp) pass carries a tangent next
+# to every activation and is counted as 2. ZO-SGD-Cons would cost 5.
 
 # %%
 if runs:
