@@ -224,13 +224,10 @@ class EncoderClassifier(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.config = encoder.config
-        weight = torch.empty(classes, encoder.config.hidden_size, dtype=encoder.dtype)
-        weight.normal_(
-            0.0, encoder.config.initializer_range, generator=torch.Generator().manual_seed(seed)
-        )
         self.head = nn.Linear(encoder.config.hidden_size, classes, dtype=encoder.dtype)
         with torch.no_grad():
-            self.head.weight.copy_(weight)
+            generator = torch.Generator().manual_seed(seed)
+            self.head.weight.normal_(0.0, encoder.config.initializer_range, generator=generator)
             self.head.bias.zero_()
 
     def forward(self, input_ids, attention_mask, position_ids=None, logits_to_keep=None):
