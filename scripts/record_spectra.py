@@ -24,6 +24,7 @@ from lozo_core.results import main as update_readme
 from lozo_core.spectra import gradient_matrices, model_spectra
 
 OUT = REPO_ROOT / "data" / "results" / "spectra"
+HEAD_SEED = 0
 
 
 def main() -> int:
@@ -39,13 +40,13 @@ def main() -> int:
     batch = D.encode(loaded.tokenizer, examples)
     random = dataclasses.replace(loaded, model=random_init_like(args.model))
     for init, source in (("pretrained", loaded), ("random", random)):
-        model, candidates = D.scorer(source, task)
+        model, candidates = D.scorer(source, task, HEAD_SEED)
         start = time.perf_counter()
         loss = D.per_example_loss(model, batch, candidates).mean()
         rows = model_spectra(gradient_matrices(model, loss))
         record = {
             "model": args.model, "init": init, "source": loaded.source if init == "pretrained" else "random init, same config",
-            "task": "sst2", "template": task.template, "scoring": "label words" if loaded.causal else "new linear head (seed 0)",
+            "task": "sst2", "template": task.template, "scoring": "label words" if loaded.causal else f"new linear head (seed {HEAD_SEED})",
             "batch_size": len(examples), "data_seed": args.data_seed,
             "loss": loss.item(), "seconds": time.perf_counter() - start, "layers": rows,
             "command": shlex.join(["python", "scripts/record_spectra.py", *sys.argv[1:]]), "machine": machine(),
