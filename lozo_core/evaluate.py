@@ -1,14 +1,17 @@
 """Accuracy of a saved run on any TSV in a task's format, as JSON on stdout.
 
 ``python -m lozo_core.evaluate --checkpoint DIR --task sst2 --data PATH.tsv``: ``DIR`` is the
-``--out`` folder of a training run (its ``checkpoint.pt`` holds the config and the merged
-weights of the last evaluation). Usage errors exit 2 with a one-line message.
+``--out`` folder of a training run or of ``python -m lozo_core.replay`` (its ``checkpoint.pt``
+holds the config and the trained weights). Checkpoints are opened with
+``torch.load(weights_only=True)``: one that carries pickled code is refused, not run. Usage
+errors exit 2 with a one-line message.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -16,6 +19,17 @@ import torch
 
 from lozo_core import data as D
 from lozo_core.models import DTYPES, load_model
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """A checkpoint's tensors and plain data; ``ValueError`` if it holds anything else."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} holds more than tensors and plain data (refused: loading it could run code): "
+            f"{str(err).splitlines()[0]}"
+        ) from err
 
 
 def evaluate(
@@ -26,7 +40,7 @@ def evaluate(
         raise FileNotFoundError(
             f"no checkpoint.pt in {checkpoint_dir} (pass the --out folder of a training run)"
         )
-    state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    state = load_checkpoint(ckpt_path, device)
     config = state["config"]
     examples = D.read_tsv(data_path, task)
     loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])

@@ -12,21 +12,11 @@ import re
 import statistics
 import sys
 
+from lozo_core.optim.table import TABLE
 from lozo_core.provenance import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
-OPTIMIZER_ORDER = (
-    "zero-shot",
-    "mezo",
-    "lozo",
-    "lozo-m",
-    "lozo-adam",
-    "zo-sgd-sign",
-    "zo-adam",
-    "forward-grad",
-    "fo-sgd",
-    "fo-adam",
-)
+OPTIMIZER_ORDER = tuple(TABLE)
 
 
 def load(folder: str) -> list[dict]:

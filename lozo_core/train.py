@@ -1,16 +1,26 @@
 """One training loop for zeroth-order and first-order fine-tuning, and its CLI.
 
 ``python -m lozo_core.train --model tiny-opt --task sst2 --optimizer lozo --steps 30
---eval-every 10 --out runs/demo`` writes ``metrics.jsonl`` (one line per step and per eval),
-``summary.json`` (config, accuracies, wall time, machine, command) and ``checkpoint.pt``
-(written atomically at every eval; ``--resume`` continues from it and reaches the same final
-parameters and metrics as an uninterrupted run). Batches are drawn from ``stream(seed, step)``,
-so a resumed run sees the same data. Usage errors exit 2; a non-finite loss exits 3 and keeps
-the last good checkpoint.
+--eval-every 10 --out runs/demo`` writes into the run folder:
 
-Data: ``--k-shot K`` trains on K examples per class (MeZO/LOZO's k-shot setting);
-``--k-shot 0 --eval-examples 1000`` is MeZO's 1000/500/1000 protocol, where the summary also
-reports the evaluation accuracy at the step with the best validation accuracy.
+* ``trajectory.json`` — the config and every step's measured scalars (a few kB per 1000 steps,
+  :mod:`lozo_core.trajectory`): ``python -m lozo_core.replay`` rebuilds the model from it, and
+  ``--resume`` continues from it alone (first-order runs cannot be replayed);
+* ``checkpoint.pt`` — model and optimizer state at the last evaluation (tensors only, loaded
+  with ``weights_only=True``); ``--resume`` prefers it;
+* ``metrics.jsonl`` (one line per step and per evaluation) and ``summary.json`` (config,
+  accuracies, wall time, passes per step, machine, command).
+
+Both resume paths reach the same final parameters and metrics as an uninterrupted run. Batches
+are drawn from ``stream(seed, step, 3)``: every optimizer sees the same data order for a seed.
+Evaluation never changes the trajectory (it writes nothing). Usage errors exit 2; a non-finite
+loss exits 3 and keeps the last good checkpoint.
+
+Data: ``--k-shot K`` trains on K examples per class and evaluates on ``--eval-examples`` dev
+examples. ``--k-shot 0`` is MeZO's protocol: 1000 training and 500 validation examples drawn
+disjointly from GLUE train, the test set ``--eval-examples`` from GLUE dev (all of it when that
+is larger than the split). Then only the validation split is evaluated during training; the test
+split at the last step and at the step with the best validation accuracy (rebuilt by replay).
 
 Learning rates are ours: LOZO's estimator carries ``1/rank``, so the LOZO paper's learning rate
 ``eta`` corresponds to ``--lr rank*eta`` here.
@@ -19,6 +29,7 @@ Learning rates are ours: LOZO's estimator carries ``1/rank``, so the LOZO paper'
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,50 +37,51 @@ import resource
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from lozo_core import data as D
-from lozo_core.models import DTYPES, MODEL_NAMES, LoadedModel, load_model
-from lozo_core.optim import OPTIMIZERS, ForwardGrad
-from lozo_core.perturb import PairedClosure
+from lozo_core.evaluate import load_checkpoint
+from lozo_core.models import DTYPES, MODEL_NAMES, LoadedModel, decay_groups, load_model
+from lozo_core.optim import PairedClosure
+from lozo_core.optim.engines import ENGINES
+from lozo_core.optim.table import TABLE, Hyper
 from lozo_core.provenance import machine
 from lozo_core.rng import stream
+from lozo_core.trajectory import Trajectory, replay
 
-FIRST_ORDER = {"fo-sgd": torch.optim.SGD, "fo-adam": torch.optim.Adam}
-OPTIMIZER_NAMES = ("zero-shot", *OPTIMIZERS, *FIRST_ORDER)
-DEFAULT_LR = {
-    "mezo": 1e-5, "zo-sgd": 1e-5, "zo-sgd-sign": 1e-6, "zo-sgd-mmt": 1e-6, "zo-sgd-cons": 1e-5,
-    "zo-adam": 1e-5, "lozo": 2e-5, "lozo-m": 2e-5, "lozo-adam": 1e-5, "forward-grad": 1e-5,
-    "fo-sgd": 1e-3, "fo-adam": 1e-5, "zero-shot": 0.0,
-}  # fmt: skip
+DATA_KEY = 3
+
+
+def _option(default, help: str):
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class TrainConfig:
-    model: str = "tiny-opt"
-    task: str = "sst2"
-    optimizer: str = "lozo"
-    steps: int = 100
-    lr: float | None = None
-    eps: float = 1e-3
-    rank: int = 2
-    interval: int = 50
-    momentum: float | None = None
-    weight_decay: float = 0.0
-    q: int = 1
-    engine: str = "sidepath"
-    batch_size: int = 16
-    k_shot: int = 16
-    data_seed: int = 13
-    seed: int = 0
-    eval_every: int = 50
-    eval_examples: int = 200
-    device: str = "cpu"
-    dtype: str = "float32"
+    model: str = _option("tiny-opt", f"one of {', '.join(MODEL_NAMES)}, or a local HF folder")
+    task: str = _option("sst2", f"one of {', '.join(D.TASKS)}")
+    optimizer: str = _option("lozo", f"one of {', '.join(TABLE)}")
+    steps: int = _option(100, "optimizer steps (0 for zero-shot)")
+    lr: float | None = _option(None, "learning rate (default: the optimizer's row in optim.table)")
+    eps: float = _option(1e-3, "perturbation scale ε of zeroth-order estimates")
+    rank: int = _option(2, "LOZO rank r")
+    interval: int = _option(50, "LOZO lazy interval ν (steps between V refreshes)")
+    momentum: float | None = _option(None, "momentum β (LOZO-M, ZO-SGD-MMT; default 0.9 there)")
+    weight_decay: float = _option(0.0, "decoupled weight decay λ on matrices")
+    q: int = _option(1, "queries averaged per zeroth-order step")
+    engine: str = _option("sidepath", f"LOZO engine: one of {', '.join(ENGINES)}")
+    batch_size: int = _option(16, "examples per step")
+    k_shot: int = _option(16, "examples per class; 0 = MeZO's 1000/500 train/validation protocol")
+    data_seed: int = _option(13, "seed of the k-shot / train-validation draw")
+    seed: int = _option(0, "run seed: perturbations, batch order, new heads")
+    eval_every: int = _option(50, "steps between evaluations")
+    eval_examples: int = _option(200, "test examples drawn from the GLUE dev split")
+    device: str = _option("cpu", "torch device (cpu, cuda, cuda:1, …)")
+    dtype: str = _option("float32", f"model dtype: one of {', '.join(DTYPES)}")
 
     def __post_init__(self):
         checks = [
@@ -80,17 +92,13 @@ class TrainConfig:
                 f"one of {', '.join(MODEL_NAMES)} or a local path",
             ),
             (self.task in D.TASKS, "task", self.task, f"one of {', '.join(D.TASKS)}"),
-            (
-                self.optimizer in OPTIMIZER_NAMES,
-                "optimizer",
-                self.optimizer,
-                f"one of {', '.join(OPTIMIZER_NAMES)}",
-            ),
+            (self.optimizer in TABLE, "optimizer", self.optimizer, f"one of {', '.join(TABLE)}"),
             (self.steps >= 0, "steps", self.steps, "an integer >= 0"),
             (self.lr is None or self.lr >= 0, "lr", self.lr, "a number >= 0"),
             (self.eps > 0, "eps", self.eps, "a number > 0"),
             (self.rank >= 1, "rank", self.rank, "an integer >= 1"),
             (self.interval >= 1, "interval", self.interval, "an integer >= 1"),
+            (self.q >= 1, "q", self.q, "an integer >= 1"),
             (self.batch_size >= 1, "batch-size", self.batch_size, "an integer >= 1"),
             (
                 self.k_shot >= 0,
@@ -101,40 +109,28 @@ class TrainConfig:
             (self.eval_every >= 1, "eval-every", self.eval_every, "an integer >= 1"),
             (self.eval_examples >= 1, "eval-examples", self.eval_examples, "an integer >= 1"),
             (self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}"),
-            (self.engine in ("sidepath", "inplace"), "engine", self.engine, "sidepath or inplace"),
+            (self.engine in ENGINES, "engine", self.engine, f"one of {', '.join(ENGINES)}"),
         ]
         for ok, name, value, expected in checks:
             if not ok:
                 raise ValueError(f"--{name} {value!r}: expected {expected}")
+        row = TABLE[self.optimizer]
         if self.lr is None:
-            self.lr = DEFAULT_LR[self.optimizer]
-        if self.momentum is None:
-            self.momentum = 0.9 if self.optimizer in ("lozo-m", "zo-sgd-mmt") else 0.0
-        if self.optimizer == "zero-shot":
+            self.lr = row.default_lr
+        if not row.trains:
             self.steps = 0
 
+    @property
+    def hyper(self) -> Hyper:
+        return Hyper(
+            lr=self.lr, eps=self.eps, q=self.q, weight_decay=self.weight_decay, seed=self.seed,
+            rank=self.rank, interval=self.interval, momentum=self.momentum, engine=self.engine,
+        )  # fmt: skip
 
-def build_optimizer(cfg: TrainConfig, model: torch.nn.Module):
-    """The optimizer named by ``cfg.optimizer``, weight decay on matrices only."""
-    if cfg.optimizer in FIRST_ORDER:
-        decay = [p for p in model.parameters() if p.ndim >= 2]
-        rest = [p for p in model.parameters() if p.ndim < 2]
-        groups = [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ]
-        return FIRST_ORDER[cfg.optimizer](groups, lr=cfg.lr)
-    cls = OPTIMIZERS[cfg.optimizer]
-    if cls is ForwardGrad:
-        return cls(model, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed)
-    kwargs = dict(lr=cfg.lr, eps=cfg.eps, q=cfg.q, weight_decay=cfg.weight_decay, seed=cfg.seed)
-    if cls.lowrank:
-        kwargs.update(
-            rank=cfg.rank, interval=cfg.interval, momentum=cfg.momentum, engine=cfg.engine
-        )
-    elif cfg.optimizer == "zo-sgd-mmt":
-        kwargs.update(momentum=cfg.momentum)
-    return cls(model, **kwargs)
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg.optimizer``'s row, weight decay on matrices only."""
+    return TABLE[cfg.optimizer].make(decay_groups(model, cfg.weight_decay), cfg.hyper)
 
 
 def splits(cfg: TrainConfig) -> tuple[list[D.Example], list[D.Example], list[D.Example]]:
@@ -170,6 +166,58 @@ def write_json_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _check_config(saved: dict, cfg: TrainConfig, source: Path) -> None:
+    if saved != dataclasses.asdict(cfg):
+        raise ValueError(f"--resume: {source} was written with a different config: {saved}")
+
+
+def score(model, tokenizer, examples, candidates, batch_size: int, device) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy over the label words on ``examples``."""
+    budget, correct, total = D.prompt_budget(model), 0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = D.encode(tokenizer, examples[start : start + batch_size], budget).to(device)
+            logits = D.candidate_logits(model, batch, candidates)
+            correct += int((logits.argmax(1) == batch.labels).sum())
+            total += float(torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum"))
+    return correct / len(examples), total / len(examples)
+
+
+def rebuild(
+    cfg: TrainConfig, trajectory: Trajectory, steps: int, loaded: LoadedModel | None = None
+):
+    """The run's model after ``steps`` steps, rebuilt from a fresh load by replaying its
+    trajectory (no forward pass); returns ``(model, candidates, loaded)``."""
+    if steps > trajectory.steps:
+        raise ValueError(f"replay: the trajectory has {trajectory.steps} steps, asked for {steps}")
+    fresh = load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
+    if loaded is not None:
+        fresh = dataclasses.replace(fresh, tokenizer=loaded.tokenizer)
+    model, candidates = D.scorer(fresh, D.get_task(cfg.task), cfg.seed)
+    model = model.to(cfg.device)
+    if steps:
+        replay(build_optimizer(cfg, model), trajectory.records[:steps])
+    return model, candidates, fresh
+
+
+def _history_from(trajectory: Trajectory) -> list[dict]:
+    """Metrics lines rebuilt from a trajectory (losses are each step's mean query loss)."""
+    history, elapsed = [], 0.0
+    evals = {e["step"]: e for e in trajectory.evals}
+    if 0 in evals:
+        history.append(evals[0])
+    for record, seconds in zip(trajectory.records, trajectory.times, strict=True):
+        elapsed += seconds
+        flat = [f for block in record.get("losses", []) for pair in block for f in pair]
+        line = {"step": record["step"] + 1, "time_s": elapsed}
+        if flat:
+            line["loss"] = sum(flat) / len(flat)
+        history.append(line)
+        if record["step"] + 1 in evals:
+            history.append(evals[record["step"] + 1])
+    return history
+
+
 def train(
     cfg: TrainConfig,
     out: Path,
@@ -178,26 +226,41 @@ def train(
     command: str = "",
     loaded: LoadedModel | None = None,
 ) -> dict:
-    """Run ``cfg``; write metrics, checkpoints and the summary into ``out``; return the summary."""
+    """Run ``cfg``; write trajectory, metrics, checkpoint and summary into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    ckpt_path, metrics_path, best_path = (
+        out / "checkpoint.pt",
+        out / "metrics.jsonl",
+        out / "best.pt",
+    )
+    wall_start = time.perf_counter()
     loaded = loaded or load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
-    task = D.get_task(cfg.task)
-    model, candidates = D.scorer(loaded, task, cfg.seed)
-    model, budget = model.to(cfg.device), D.prompt_budget(model)
+    model, candidates = D.scorer(loaded, D.get_task(cfg.task), cfg.seed)
+    model = model.to(cfg.device)
     train_set, validation_set, eval_set = splits(cfg)
+    row = TABLE[cfg.optimizer]
     optimizer = build_optimizer(cfg, model) if cfg.steps else None
-    history, start = [], 0
+    config = dataclasses.asdict(cfg)
+    trajectory, history, start = Trajectory(config), [], 0
+    replayable = row.zeroth_order and optimizer is not None
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
-        if state["config"] != dataclasses.asdict(cfg):
-            raise ValueError(
-                f"--resume: {ckpt_path} was written with a different config: {state['config']}"
-            )
+        state = load_checkpoint(ckpt_path, cfg.device)
+        _check_config(state["config"], cfg, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
+        if replayable:
+            trajectory = Trajectory.load(out)
+            trajectory.truncate(start)
+    elif resume and replayable and (out / "trajectory.json").exists():
+        trajectory = Trajectory.load(out)
+        _check_config(trajectory.config, cfg, out / "trajectory.json")
+        replay(optimizer, trajectory.records)
+        start, history = trajectory.steps, _history_from(trajectory)
     metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
+    split, key = (validation_set, "validation") if validation_set else (eval_set, "eval")
+    effective = optimizer.effective_weights if hasattr(optimizer, "effective_weights") else None
+    train_seconds = history[-1]["time_s"] if history else 0.0
 
     def log(record: dict) -> None:
         history.append(record)
@@ -205,39 +268,34 @@ def train(
             handle.write(json.dumps(record) + "\n")
 
     def evaluate(step: int) -> float:
-        if optimizer is not None and hasattr(optimizer, "merge"):
-            optimizer.merge()
-        record = {"step": step}
-        for key, examples in (("eval_accuracy", eval_set), ("validation_accuracy", validation_set)):
-            if examples:
-                record[key] = D.accuracy(
-                    model,
-                    loaded.tokenizer,
-                    examples,
-                    candidates,
-                    batch_size=cfg.batch_size,
-                    device=cfg.device,
-                )
-        log(record | {"time_s": time.perf_counter() - t0})
-        return record["eval_accuracy"]
+        with effective() if effective else contextlib.nullcontext():
+            accuracy, loss = score(
+                model, loaded.tokenizer, split, candidates, cfg.batch_size, cfg.device
+            )
+        record = {"step": step, f"{key}_accuracy": accuracy, f"{key}_loss": loss}
+        record["time_s"] = train_seconds
+        log(record)
+        trajectory.evals.append(record)
+        best = max(h[f"{key}_accuracy"] for h in history if f"{key}_accuracy" in h)
+        if validation_set and not replayable and accuracy >= best and step > 0:
+            save_atomic({"step": step, "model": model.state_dict()}, best_path)
+        return accuracy
 
-    t0 = time.perf_counter() - (history[-1]["time_s"] if history else 0.0)
     if start == 0:
         evaluate(0)
-    bar = tqdm(
-        range(start, cfg.steps),
-        desc=f"{cfg.optimizer} {cfg.task}",
-        initial=start,
-        total=cfg.steps,
-        disable=False,
-    )
+    bar = tqdm(range(start, cfg.steps), desc=f"{cfg.optimizer} {cfg.task}", initial=start,
+               total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1)  # fmt: skip
     for step in bar:
-        g = stream(cfg.seed, step, 3)
+        g = stream(cfg.seed, step, DATA_KEY)
         pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size].tolist()
-        batch = D.encode(loaded.tokenizer, [train_set[i] for i in pick], budget).to(cfg.device)
+        batch = D.encode(loaded.tokenizer, [train_set[i] for i in pick], D.prompt_budget(model))
+        batch = batch.to(cfg.device)
         loss_fn = lambda b: D.per_example_loss(model, b, candidates)
+        tick = time.perf_counter()
         try:
-            if cfg.optimizer in FIRST_ORDER:
+            if row.zeroth_order:
+                loss = optimizer.step(PairedClosure(loss_fn, batch, D.Batch.doubled))
+            else:
                 optimizer.zero_grad()
                 loss = loss_fn(batch).mean()
                 loss.backward()
@@ -245,67 +303,115 @@ def train(
                 loss = loss.detach()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at step {step}: {float(loss)}")
-            else:
-                loss = optimizer.step(PairedClosure(loss_fn, batch, D.Batch.doubled))
         except FloatingPointError as err:
-            raise FloatingPointError(f"{err}; last good checkpoint: {ckpt_path}") from err
-        log(
-            {
-                "step": step + 1,
-                "loss": float(loss),
-                "time_s": time.perf_counter() - t0,
-                "peak_mem_bytes": peak_memory_bytes(cfg.device),
-            }
-        )
+            last = f"last good checkpoint: {ckpt_path}" if ckpt_path.exists() else (
+                "no checkpoint was written yet (the run failed before its first evaluation)"
+            )  # fmt: skip
+            raise FloatingPointError(f"{err}; {last}") from err
+        seconds = time.perf_counter() - tick
+        train_seconds += seconds
+        if replayable:
+            trajectory.append(optimizer.last_record, seconds)
+        log({"step": step + 1, "loss": float(loss), "time_s": train_seconds,
+             "peak_mem_bytes": peak_memory_bytes(cfg.device)})  # fmt: skip
         bar.set_postfix(loss=f"{float(loss):.4f}")
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             acc = evaluate(step + 1)
-            bar.set_postfix(loss=f"{float(loss):.4f}", acc=f"{acc:.3f}")
+            bar.set_postfix(loss=f"{float(loss):.4f}", **{key[:3]: f"{acc:.3f}"})
+            if replayable:
+                trajectory.save(out)
             save_atomic(
-                {
-                    "config": dataclasses.asdict(cfg),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step + 1,
-                    "history": history,
-                },
+                {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "step": step + 1, "history": history},
                 ckpt_path,
-            )
-    evals = [h for h in history if "eval_accuracy" in h]
-    accuracies = [h["eval_accuracy"] for h in evals]
-    forwards_per_step = 2 * cfg.q if cfg.optimizer not in FIRST_ORDER else 1
-    summary = {
-        "task": cfg.task, "model": cfg.model, "model_source": loaded.source, "optimizer": cfg.optimizer,
-        "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": cfg.steps, "config": dataclasses.asdict(cfg),
-        "zero_shot_accuracy": accuracies[0], "final_eval_accuracy": accuracies[-1], "best_eval_accuracy": max(accuracies),
-        "eval_examples": len(eval_set), "train_examples": len(train_set), "forwards_per_step": forwards_per_step,
-        "wall_time_s": time.perf_counter() - t0, "command": command, "machine": machine(),
-        "curve": [{k: h[k] for k in ("step", "loss", "eval_accuracy", "validation_accuracy") if k in h} for h in history],
-    }  # fmt: skip
+            )  # fmt: skip
+    if row.zeroth_order and optimizer is None:
+        trajectory.save(out)
+    summary = _summary(cfg, row, loaded, history, train_set, validation_set, eval_set, key)
+    summary |= {"train_time_s": train_seconds, "command": command, "machine": machine()}
     if validation_set:
-        chosen = max(evals, key=lambda h: h["validation_accuracy"])
-        summary |= {
-            "validation_examples": len(validation_set),
-            "best_validation_accuracy": chosen["validation_accuracy"],
-            "best_validation_step": chosen["step"],
-            "eval_accuracy_at_best_validation": chosen["eval_accuracy"],
-        }
+        summary |= _test_accuracies(
+            cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path
+        )
+    summary["wall_time_s"] = time.perf_counter() - wall_start
     write_json_atomic(summary, out / "summary.json")
     return summary
 
 
+def _summary(cfg, row, loaded, history, train_set, validation_set, eval_set, key) -> dict:
+    evals = [h for h in history if f"{key}_accuracy" in h]
+    accuracies = [h[f"{key}_accuracy"] for h in evals]
+    passes = row.passes(cfg.hyper)
+    summary = {
+        "task": cfg.task, "model": cfg.model, "model_source": loaded.source, "optimizer": cfg.optimizer,
+        "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": cfg.steps, "lr": cfg.lr,
+        "config": dataclasses.asdict(cfg), "train_examples": len(train_set), "eval_examples": len(eval_set),
+        "passes_per_step": passes, "forward_passes": sum(passes.values()) * cfg.steps,
+        "curve": [{k: h[k] for k in ("step", "loss", "time_s", f"{key}_accuracy", f"{key}_loss") if k in h}
+                  for h in history],
+    }  # fmt: skip
+    if key == "eval":
+        summary |= {"zero_shot_accuracy": accuracies[0], "final_eval_accuracy": accuracies[-1],
+                    "best_eval_accuracy": max(accuracies)}  # fmt: skip
+    else:
+        chosen = max(evals, key=lambda h: h["validation_accuracy"])
+        summary |= {
+            "validation_examples": len(validation_set),
+            "zero_shot_validation_accuracy": accuracies[0],
+            "final_validation_accuracy": accuracies[-1],
+            "best_validation_accuracy": chosen["validation_accuracy"],
+            "best_validation_step": chosen["step"],
+        }
+    return summary
+
+
+def _test_accuracies(
+    cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path
+) -> dict:
+    """Test accuracy at the last step and at the best-validation step (rebuilt by replay for
+    zeroth-order runs, restored from ``best.pt`` for first-order ones)."""
+
+    def test(m, cands) -> float:
+        with effective() if effective else contextlib.nullcontext():
+            return score(m, loaded.tokenizer, eval_set, cands, cfg.batch_size, cfg.device)[0]
+
+    last = test(model, candidates)
+    best_step = summary["best_validation_step"]
+    if best_step == cfg.steps:
+        at_best, how = last, "last step"
+    elif best_step == 0:
+        fresh, cands, _ = rebuild(cfg, trajectory, 0, loaded)
+        effective, at_best, how = None, test(fresh, cands), "initial model"
+    elif trajectory.records:
+        fresh, cands, _ = rebuild(cfg, trajectory, best_step, loaded)
+        effective, at_best, how = None, test(fresh, cands), "replayed trajectory"
+    else:
+        model.load_state_dict(torch.load(best_path, weights_only=True)["model"])
+        at_best, how = test(model, candidates), "best.pt"
+    return {"final_eval_accuracy": last, "eval_accuracy_at_best_validation": at_best,
+            "best_validation_model": how}  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lozo_core.train", description=__doc__.splitlines()[0]
+        prog="python -m lozo_core.train",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        kind = {int: int, float: float, str: str}.get(type(field.default), float)
-        p.add_argument(flag, type=kind, default=field.default, help=f"(default: {field.default})")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kind = {int: int, float: float, str: str}.get(type(f.default), float)
+        p.add_argument(flag, type=kind, default=f.default, help=f.metadata["help"])
     p.add_argument(
-        "--out", type=Path, required=True, help="run folder for metrics, checkpoint and summary"
+        "--out",
+        type=Path,
+        required=True,
+        help="run folder for trajectory, metrics, checkpoint and summary",
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue from OUT/checkpoint.pt, or else replay OUT/trajectory.json",
+    )  # fmt: skip
     return p
 
 
@@ -328,23 +434,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(
-        json.dumps(
-            {
-                k: summary[k]
-                for k in (
-                    "task",
-                    "model",
-                    "optimizer",
-                    "seed",
-                    "steps",
-                    "zero_shot_accuracy",
-                    "final_eval_accuracy",
-                    "wall_time_s",
-                )
-            }
-        )
-    )
+    keys = ("task", "model", "optimizer", "seed", "steps", "final_eval_accuracy",
+            "eval_accuracy_at_best_validation", "train_time_s")  # fmt: skip
+    print(json.dumps({k: summary[k] for k in keys if k in summary}))
     return 0
 
 

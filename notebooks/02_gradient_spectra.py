@@ -245,8 +245,7 @@ if not spectra.empty:
 # spectra are recomputed at checkpoints on a fixed batch of 16.
 
 # %%
-from lozo_core.optim import LOZO  # noqa: E402
-from lozo_core.perturb import PairedClosure  # noqa: E402
+from lozo_core.optim import LOZO, PairedClosure  # noqa: E402
 
 probe = D.encode(loaded.tokenizer, pool[:16])
 train_batch = D.encode(loaded.tokenizer, pool[16:32])
@@ -258,7 +257,6 @@ along = []
 checkpoints = pick([0, 5, 10], [0, 2, 4])
 for step in range(checkpoints[-1] + 1):
     if step in checkpoints:
-        opt.merge()
         loss = D.per_example_loss(loaded.model, probe, candidates).mean()
         for r in model_spectra(
             gradient_matrices(loaded.model, loss), ranks=(1, 4), random_samples=0

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from lozo_core import data as D
+from lozo_core.evaluate import load_checkpoint
 from lozo_core.provenance import REPO_ROOT
-from lozo_core.train import TrainConfig, main, train
+from lozo_core.replay import main as replay_main
+from lozo_core.train import TrainConfig, main, rebuild, score, splits, train
+from lozo_core.trajectory import Trajectory
 
 SMALL = [
     "--model",
@@ -96,7 +99,8 @@ def test_resume_after_interruption_is_identical(optimizer, tmp_path):
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed["curve"] == full["curve"]
+    untimed = lambda curve: [{k: v for k, v in point.items() if k != "time_s"} for point in curve]
+    assert untimed(resumed["curve"]) == untimed(full["curve"])
 
 
 def test_non_finite_loss_exits_3_and_keeps_checkpoint(tmp_path, capsys):
@@ -164,7 +168,11 @@ def test_full_data_protocol_reports_eval_accuracy_at_best_validation(tmp_path):
     assert len(evals) == 4
     best = max(evals, key=lambda p: p["validation_accuracy"])
     assert summary["best_validation_step"] == best["step"]
-    assert summary["eval_accuracy_at_best_validation"] == best["eval_accuracy"]
+    assert not any("eval_accuracy" in p for p in summary["curve"]), "test split seen in training"
+    model, candidates, loaded = rebuild(cfg, Trajectory.load(tmp_path), best["step"])
+    _, _, test_set = splits(cfg)
+    accuracy, _ = score(model, loaded.tokenizer, test_set, candidates, 64, "cpu")
+    assert summary["eval_accuracy_at_best_validation"] == accuracy
 
 
 def test_load_opt_offline_names_the_way_out():
@@ -258,3 +266,49 @@ def test_encoder_gets_a_seeded_classification_head_and_its_runs_evaluate_alike(
     result = json.loads(capsys.readouterr().out)
     assert result["examples"] == summary["eval_examples"] == 48
     assert result["accuracy"] == summary["final_eval_accuracy"]
+
+
+def test_evaluation_frequency_does_not_change_the_trained_weights(tmp_path):
+    """Issue 14: --eval-every 5 and --eval-every 40 give bit-identical final checkpoints."""
+    for every in (5, 40):
+        args = ["--model", "tiny-opt", "--optimizer", "lozo", "--steps", "40", "--lr", "1e-3"]
+        assert main([*args, "--eval-every", str(every), "--out", str(tmp_path / str(every))]) == 0
+    a, b = (
+        torch.load(tmp_path / e / "checkpoint.pt", weights_only=True)["model"] for e in ("5", "40")
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("optimizer", ["mezo", "lozo-m"])
+def test_resume_from_the_trajectory_alone_and_replay_cli(tmp_path, optimizer, capsys):
+    args = ["--model", "tiny-opt", "--optimizer", optimizer, "--lr", "1e-3", "--interval", "3",
+            "--eval-every", "4"]  # fmt: skip
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "full")]) == 0
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "cut")]) == 0
+    trajectory = Trajectory.load(tmp_path / "cut")
+    trajectory.truncate(4)
+    trajectory.save(tmp_path / "cut")
+    (tmp_path / "cut" / "checkpoint.pt").unlink()
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    full, cut = (
+        torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["model"]
+        for r in ("full", "cut")
+    )
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    assert replay_main([str(tmp_path / "full"), "--out", str(tmp_path / "rebuilt")]) == 0
+    rebuilt = torch.load(tmp_path / "rebuilt" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(full[k], rebuilt[k]) for k in full)
+    assert (tmp_path / "full" / "trajectory.json").stat().st_size < 4000
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_a_checkpoint_carrying_pickled_code_is_refused(tmp_path):
+    torch.save(
+        {"config": {}, "model": {}, "step": 0, "hook": _Payload()}, tmp_path / "checkpoint.pt"
+    )
+    with pytest.raises(ValueError, match="refused: loading it could run code"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
