@@ -225,8 +225,12 @@ def train(
     resume: bool = False,
     command: str = "",
     loaded: LoadedModel | None = None,
-) -> dict:
-    """Run ``cfg``; write trajectory, metrics, checkpoint and summary into ``out``."""
+    until: int | None = None,
+) -> dict | None:
+    """Run ``cfg``; write trajectory, metrics, checkpoint and summary into ``out``.
+
+    ``until``: stop after that step (a chunk of a long run), saving the trajectory and a
+    checkpoint; the summary is written only when the run reaches ``cfg.steps``."""
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path, best_path = (
         out / "checkpoint.pt",
@@ -283,7 +287,9 @@ def train(
 
     if start == 0:
         evaluate(0)
-    bar = tqdm(range(start, cfg.steps), desc=f"{cfg.optimizer} {cfg.task}", initial=start,
+    stop = cfg.steps if until is None else min(until, cfg.steps)
+    chunk = {"start": start, "machine": machine()}
+    bar = tqdm(range(start, stop), desc=f"{cfg.optimizer} {cfg.task}", initial=start,
                total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1)  # fmt: skip
     for step in bar:
         g = stream(cfg.seed, step, DATA_KEY)
@@ -315,16 +321,22 @@ def train(
         log({"step": step + 1, "loss": float(loss), "time_s": train_seconds,
              "peak_mem_bytes": peak_memory_bytes(cfg.device)})  # fmt: skip
         bar.set_postfix(loss=f"{float(loss):.4f}")
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+        evaluating = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps
+        if evaluating:
             acc = evaluate(step + 1)
             bar.set_postfix(loss=f"{float(loss):.4f}", **{key[:3]: f"{acc:.3f}"})
+        if evaluating or step + 1 == stop:
             if replayable:
+                trajectory.chunks = [c for c in trajectory.chunks if c["start"] < start]
+                trajectory.chunks.append(chunk | {"end": step + 1, "train_time_s": train_seconds})
                 trajectory.save(out)
             save_atomic(
                 {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "step": step + 1, "history": history},
                 ckpt_path,
             )  # fmt: skip
+    if stop < cfg.steps:
+        return None
     if row.zeroth_order and optimizer is None:
         trajectory.save(out)
     summary = _summary(cfg, row, loaded, history, train_set, validation_set, eval_set, key)
@@ -409,6 +421,10 @@ def parser() -> argparse.ArgumentParser:
         help="run folder for trajectory, metrics, checkpoint and summary",
     )
     p.add_argument(
+        "--until", type=int, default=None,
+        help="stop after this step (one chunk of a long run; continue later with --resume)",
+    )  # fmt: skip
+    p.add_argument(
         "--resume", action="store_true",
         help="continue from OUT/checkpoint.pt, or else replay OUT/trajectory.json",
     )  # fmt: skip
@@ -418,7 +434,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = vars(parser().parse_args(argv))
-    out, resume = args.pop("out"), args.pop("resume")
+    out, resume, until = args.pop("out"), args.pop("resume"), args.pop("until")
     try:
         cfg = TrainConfig(**args)
         D.glue_split(cfg.task, "dev")
@@ -427,13 +443,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python -m lozo_core.train " + shlex.join(argv)
     try:
-        summary = train(cfg, out, resume=resume, command=command)
+        summary = train(cfg, out, resume=resume, command=command, until=until)
     except FloatingPointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if summary is None:
+        print(json.dumps({"stopped_at": until, "steps": cfg.steps, "out": str(out)}))
+        return 0
     keys = ("task", "model", "optimizer", "seed", "steps", "final_eval_accuracy",
             "eval_accuracy_at_best_validation", "train_time_s")  # fmt: skip
     print(json.dumps({k: summary[k] for k in keys if k in summary}))

@@ -10,7 +10,10 @@ File format (``trajectory.json``, plain JSON, opened without running code)::
     {"format": "lozo-trajectory/1", "config": {...}, "steps": N, "queries": Q,
      "dtype": "float32", "losses": "<base64 of N×Q×2 little-endian floats>",
      "choices": [...] (ZO-SGD-Cons only), "directional": "<base64 float64>" (Forward-Grad),
-     "evals": [{"step": k, "validation_accuracy": …}, …], "times": [seconds per step…]}
+     "evals": [{"step": k, "validation_accuracy": …}, …], "times": [seconds per step…],
+     "chunks": [{"start": k0, "end": k1, "machine": {...}, "train_time_s": …}, …]}
+
+``chunks`` records which machine ran which steps: a long run may cross machines.
 
 Losses are stored as float32 when every value is one (a float32 model's losses are), else
 float64: 8 bytes per step for a one-query run, about 11 kB per 1000 steps as base64.
@@ -44,6 +47,7 @@ class Trajectory:
     records: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
+    chunks: list[dict] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -62,7 +66,7 @@ class Trajectory:
 
     def to_json(self) -> dict:
         out = {"format": FORMAT, "config": self.config, "steps": self.steps, "evals": self.evals}
-        out["times"] = self.times
+        out["times"], out["chunks"] = self.times, self.chunks
         if not self.records:
             return out
         if "directional" in self.records[0]:
@@ -110,7 +114,8 @@ class Trajectory:
                 {"step": k, "losses": losses[k].tolist(), "choices": list(choices[k])}
                 for k in range(n)
             ]
-        return cls(data["config"], records, data.get("evals", []), data.get("times", []))
+        return cls(data["config"], records, data.get("evals", []), data.get("times", []),
+                   data.get("chunks", []))  # fmt: skip
 
 
 def replay(optimizer, records: list[dict]) -> None:
