@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import resource
@@ -200,6 +201,17 @@ def rebuild(
     return model, candidates, fresh
 
 
+def weights_fingerprint(model: torch.nn.Module) -> dict:
+    """SHA-256 of every parameter's bytes (bit-identity) and each one's float64 norm (how far two
+    builds differ when the bytes do not agree, e.g. a replay on another CPU)."""
+    digest = hashlib.sha256()
+    norms = {}
+    for name, p in model.state_dict().items():
+        digest.update(p.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        norms[name] = float(p.detach().double().norm())
+    return {"sha256": digest.hexdigest(), "norms": norms}
+
+
 def _history_from(trajectory: Trajectory) -> list[dict]:
     """Metrics lines rebuilt from a trajectory (losses are each step's mean query loss)."""
     history, elapsed = [], 0.0
@@ -340,7 +352,8 @@ def train(
     if row.zeroth_order and optimizer is None:
         trajectory.save(out)
     summary = _summary(cfg, row, loaded, history, train_set, validation_set, eval_set, key)
-    summary |= {"train_time_s": train_seconds, "command": command, "machine": machine()}
+    summary |= {"train_time_s": train_seconds, "command": command, "machine": machine(),
+                "chunks": trajectory.chunks, "weights": weights_fingerprint(model)}  # fmt: skip
     if validation_set:
         summary |= _test_accuracies(
             cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path
