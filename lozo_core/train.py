@@ -81,6 +81,9 @@ class TrainConfig:
     seed: int = _option(0, "run seed: perturbations, batch order, new heads")
     eval_every: int = _option(50, "steps between evaluations")
     eval_examples: int = _option(200, "test examples drawn from the GLUE dev split")
+    validation_examples: int = _option(
+        500, "validation examples drawn from GLUE train (--k-shot 0)"
+    )
     device: str = _option("cpu", "torch device (cpu, cuda, cuda:1, …)")
     dtype: str = _option("float32", f"model dtype: one of {', '.join(DTYPES)}")
 
@@ -109,6 +112,12 @@ class TrainConfig:
             ),
             (self.eval_every >= 1, "eval-every", self.eval_every, "an integer >= 1"),
             (self.eval_examples >= 1, "eval-examples", self.eval_examples, "an integer >= 1"),
+            (
+                self.validation_examples >= 1,
+                "validation-examples",
+                self.validation_examples,
+                "an integer >= 1",
+            ),
             (self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}"),
             (self.engine in ENGINES, "engine", self.engine, f"one of {', '.join(ENGINES)}"),
         ]
@@ -144,7 +153,9 @@ def splits(cfg: TrainConfig) -> tuple[list[D.Example], list[D.Example], list[D.E
     if cfg.k_shot:
         train_set, validation_set = D.k_shot(train, cfg.k_shot, cfg.data_seed), []
     else:
-        train_set, validation_set = D.train_validation(train, cfg.data_seed)
+        train_set, validation_set = D.train_validation(
+            train, cfg.data_seed, n_validation=cfg.validation_examples
+        )
     eval_set = D.sample(dev, min(cfg.eval_examples, len(dev)), cfg.data_seed)
     return train_set, validation_set, eval_set
 
@@ -168,7 +179,9 @@ def write_json_atomic(obj, path: Path) -> None:
 
 
 def _check_config(saved: dict, cfg: TrainConfig, source: Path) -> None:
-    if saved != dataclasses.asdict(cfg):
+    """A run resumes only with its own config (options added since it was written take their
+    defaults)."""
+    if dataclasses.asdict(TrainConfig(**saved)) != dataclasses.asdict(cfg):
         raise ValueError(f"--resume: {source} was written with a different config: {saved}")
 
 

@@ -73,7 +73,8 @@ class Item:
 
 def _base_args(protocol: dict) -> dict:
     keys = ("model", "dtype", "batch_size", "k_shot", "eval_examples", "eps", "rank", "interval")
-    return {k: protocol[k] for k in keys}
+    optional = ("validation_examples",)
+    return {k: protocol[k] for k in keys} | {k: protocol[k] for k in optional if k in protocol}
 
 
 def sweep_items(plan: dict) -> list[Item]:
