@@ -207,15 +207,9 @@ def run_chunk(item: Item, threads: int) -> int:
     state, done = item.state()
     until = min(done + item.chunk, item.steps)
     args = [f"--{k.replace('_', '-')}={v}" for k, v in item.args.items()]
-    command = [
-        sys.executable,
-        "-m",
-        "lozo_core.train",
-        *args,
-        "--out",
-        str(item.folder),
-        "--resume",
-    ]
+    lock = os.environ.get("LOZO_HEAVY_LOCK", "/tmp/lozo-heavy.lock")
+    train = [sys.executable, "-m", "lozo_core.train", *args, "--out", str(item.folder), "--resume"]
+    command = ["flock", lock, *train]
     if until < item.steps:
         command.append(f"--until={until}")
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
