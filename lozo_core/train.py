@@ -52,6 +52,7 @@ from lozo_core.optim.engines import ENGINES
 from lozo_core.optim.table import TABLE, Hyper
 from lozo_core.provenance import machine
 from lozo_core.rng import stream
+from lozo_core.schemes import SCHEMES, Scheme, trainable_parameters
 from lozo_core.trajectory import Trajectory, replay
 
 DATA_KEY = 3
@@ -75,6 +76,9 @@ class TrainConfig:
     weight_decay: float = _option(0.0, "decoupled weight decay λ on matrices")
     q: int = _option(1, "queries averaged per zeroth-order step")
     engine: str = _option("sidepath", f"LOZO engine: one of {', '.join(ENGINES)}")
+    scheme: str = _option("full", f"which parameters train: one of {', '.join(SCHEMES)} (peft)")
+    lora_rank: int = _option(8, "LoRA rank r_lora (--scheme lora)")
+    virtual_tokens: int = _option(10, "prefix / prompt length (--scheme prefix|prompt)")
     batch_size: int = _option(16, "examples per step")
     k_shot: int = _option(16, "examples per class; 0 = MeZO's 1000/500 train/validation protocol")
     data_seed: int = _option(13, "seed of the k-shot / train-validation draw")
@@ -120,6 +124,9 @@ class TrainConfig:
             ),
             (self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}"),
             (self.engine in ENGINES, "engine", self.engine, f"one of {', '.join(ENGINES)}"),
+            (self.scheme in SCHEMES, "scheme", self.scheme, f"one of {', '.join(SCHEMES)}"),
+            (self.lora_rank >= 1, "lora-rank", self.lora_rank, "an integer >= 1"),
+            (self.virtual_tokens >= 1, "virtual-tokens", self.virtual_tokens, "an integer >= 1"),
         ]
         for ok, name, value, expected in checks:
             if not ok:
@@ -129,6 +136,10 @@ class TrainConfig:
             self.lr = row.default_lr
         if not row.trains:
             self.steps = 0
+
+    @property
+    def fine_tuning(self) -> Scheme:
+        return Scheme(self.scheme, lora_rank=self.lora_rank, virtual_tokens=self.virtual_tokens)
 
     @property
     def hyper(self) -> Hyper:
@@ -208,7 +219,7 @@ def rebuild(
     if loaded is not None:
         fresh = dataclasses.replace(fresh, tokenizer=loaded.tokenizer)
     model, candidates = D.scorer(fresh, D.get_task(cfg.task), cfg.seed)
-    model = model.to(cfg.device)
+    model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     if steps:
         replay(build_optimizer(cfg, model), trajectory.records[:steps])
     return model, candidates, fresh
@@ -265,7 +276,7 @@ def train(
     wall_start = time.perf_counter()
     loaded = loaded or load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
     model, candidates = D.scorer(loaded, D.get_task(cfg.task), cfg.seed)
-    model = model.to(cfg.device)
+    model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     train_set, validation_set, eval_set = splits(cfg)
     row = TABLE[cfg.optimizer]
     optimizer = build_optimizer(cfg, model) if cfg.steps else None
@@ -325,7 +336,8 @@ def train(
         tick = time.perf_counter()
         try:
             if row.zeroth_order:
-                loss = optimizer.step(PairedClosure(loss_fn, batch, D.Batch.doubled))
+                closure = PairedClosure(loss_fn, batch, D.Batch.doubled)
+                loss = optimizer.step(closure if cfg.fine_tuning.pairs else closure.__call__)
             else:
                 optimizer.zero_grad()
                 loss = loss_fn(batch).mean()
@@ -364,7 +376,17 @@ def train(
         return None
     if row.zeroth_order and optimizer is None:
         trajectory.save(out)
-    summary = _summary(cfg, row, loaded, history, train_set, validation_set, eval_set, key)
+    summary = _summary(
+        cfg,
+        row,
+        loaded,
+        history,
+        train_set,
+        validation_set,
+        eval_set,
+        key,
+        trainable_parameters(model),
+    )
     summary |= {"train_time_s": train_seconds, "command": command, "machine": machine(),
                 "chunks": trajectory.chunks, "weights": weights_fingerprint(model)}  # fmt: skip
     if validation_set:
@@ -376,7 +398,9 @@ def train(
     return summary
 
 
-def _summary(cfg, row, loaded, history, train_set, validation_set, eval_set, key) -> dict:
+def _summary(
+    cfg, row, loaded, history, train_set, validation_set, eval_set, key, trainable
+) -> dict:
     evals = [h for h in history if f"{key}_accuracy" in h]
     accuracies = [h[f"{key}_accuracy"] for h in evals]
     passes = row.passes(cfg.hyper)
@@ -385,6 +409,7 @@ def _summary(cfg, row, loaded, history, train_set, validation_set, eval_set, key
         "seed": cfg.seed, "data_seed": cfg.data_seed, "steps": cfg.steps, "lr": cfg.lr,
         "config": dataclasses.asdict(cfg), "train_examples": len(train_set), "eval_examples": len(eval_set),
         "passes_per_step": passes, "forward_passes": sum(passes.values()) * cfg.steps,
+        "trainable_parameters": trainable,
         "curve": [{k: h[k] for k in ("step", "loss", "time_s", f"{key}_accuracy", f"{key}_loss") if k in h}
                   for h in history],
     }  # fmt: skip
