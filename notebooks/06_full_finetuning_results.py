@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lozo_core.optim.table import TABLE
+from lozo_core.optim.table import TABLE, forward_equivalents
 from lozo_core.provenance import banner
 from lozo_core.results import (
     FULL_PROTOCOL,
@@ -113,7 +113,8 @@ if gains:
 # ## 6.3 Validation curves against steps, forward passes and seconds
 #
 # Forward passes count model evaluations over one batch (a doubled-batch forward counts as 2;
-# FO-Adam's step is 1 forward + 1 backward, shown as 3 forward-equivalents). Seconds are one
+# FO-Adam's step is 1 forward + 1 backward, shown as 3 forward-equivalents:
+# `lozo_core.optim.table.forward_equivalents`). Seconds are one
 # machine's: each method's cost per step measured side by side in one benchmark run on the
 # campaign's model and batch shape (`data/results/bench/cpu_smollm2-135m_campaign.json`), times
 # its steps — because a campaign's chunks run on different CPUs. Where that benchmark is not
@@ -143,7 +144,7 @@ points = []
 for run in runs:
     if not run["steps"]:
         continue
-    forwards = sum(run["passes_per_step"].values()) + 2 * run["passes_per_step"].get("backward", 0)
+    forwards = forward_equivalents(run["passes_per_step"])
     for p in run["curve"]:
         if "validation_loss" in p:
             points.append({

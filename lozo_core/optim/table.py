@@ -104,6 +104,15 @@ ROWS = (
 TABLE = {row.name: row for row in ROWS}
 
 
+FORWARD_EQUIVALENTS = {"forward": 1, "jvp": 2, "backward": 2}
+
+
+def forward_equivalents(passes: dict[str, int]) -> int:
+    """Cost of one step in forward passes: a backward and a jvp pass each count as 2 forwards
+    (the usual rule of thumb; measured seconds are in :mod:`lozo_core.bench`)."""
+    return sum(FORWARD_EQUIVALENTS[kind] * n for kind, n in passes.items())
+
+
 def row(name: str) -> Row:
     if name not in TABLE:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(TABLE)}")
