@@ -250,12 +250,12 @@ def test_lozo_within_an_interval_is_zo_sgd_on_subspace_coordinates():
     W0 = model.ws[0].detach().clone()
     opt = LOZO(model, lr=lr, rank=rank, interval=nu, seed=seed, engine="inplace")
     B = torch.zeros(7, rank, dtype=torch.float64)
-    V = torch.randn(5, rank, generator=stream(seed, 0, 1), dtype=torch.float32).double()
+    V = torch.randn(5, rank, generator=stream(seed, 0, 1, 0), dtype=torch.float32).double()
     for k in range(nu):
         opt.step(lambda: f(model.ws[0]))
         W_lozo = model.ws[0].detach()
         h = lambda Bs: f(W0 + Bs[0] @ V.T)
-        g = rge(h, [B], eps=1e-3, generator=stream(seed, k, 0, 0, 0))[0]
+        g = rge(h, [B], eps=1e-3, generator=stream(seed, k, 0, 0, 0, 0))[0]
         B = B - lr / rank * g
         torch.testing.assert_close(W_lozo, W0 + B @ V.T, rtol=0, atol=1e-10)
 
@@ -405,7 +405,9 @@ def test_forward_grad_takes_parameters_and_matches_autograd():
         grads = torch.autograd.grad(closure(), list(model.ws))
     opt = ForwardGrad(model.parameters(), lr=0.0)
     opt.step(closure)
-    g = stream(0, 0, 0, 0, 0)
-    v = [torch.randn(p.shape, generator=g).double() for p in model.ws]
+    v = [
+        torch.randn(p.shape, generator=stream(0, 0, 0, 0, 0, i)).double()
+        for i, p in enumerate(model.ws)
+    ]
     expected = sum(float((a * b).sum()) for a, b in zip(grads, v, strict=True))
     assert opt.last_record["directional"] == pytest.approx(expected, rel=1e-10)

@@ -1,6 +1,7 @@
 r"""Forward gradient (ZO-Bench's Forward-Grad): :math:`\theta \leftarrow (1-\eta\lambda)\theta - \eta(\nabla f\cdot v)\,v`.
 
-:math:`v \sim \mathcal N(0, I)` from ``stream(seed, step, 0, 0, 0)`` (MeZO's draws); the
+:math:`v \sim \mathcal N(0, I)` from ``stream(seed, step, 0, 0, 0, i)`` for parameter ``i``
+(MeZO's draws); the
 directional derivative :math:`\nabla f\cdot v` comes from one forward-mode pass
 (``torch.autograd.forward_ad``), no backpropagation. The closure runs with every parameter
 replaced by a dual tensor: a ``TorchFunctionMode`` substitutes them wherever an operation
@@ -23,7 +24,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from lozo_core.estimators import check_count
-from lozo_core.optim.directions import DIRECTION_KEY
+from lozo_core.optim.directions import DIRECTION_KEY, prefetched
 from lozo_core.optim.optimizer import check_nonnegative, module_parameters
 from lozo_core.rng import stream
 
@@ -63,11 +64,14 @@ class ForwardGrad(torch.optim.Optimizer):
 
     def _tangents(self, k: int) -> list[tuple[Tensor, Tensor, dict]]:
         params = [(p, group) for group in self.param_groups for p in group["params"]]
-        g = stream(self.seed, k, DIRECTION_KEY, 0, 0, device=params[0][0].device)
-        return [
-            (p, torch.randn(p.shape, generator=g, device=p.device).to(p.dtype), group)
-            for p, group in params
-        ]
+
+        def draw(i: int) -> Tensor:
+            p = params[i][0]
+            g = stream(self.seed, k, DIRECTION_KEY, 0, 0, i, device=p.device)
+            return torch.randn(p.shape, generator=g, device=p.device).to(p.dtype)
+
+        tangents = prefetched(draw, len(params))
+        return [(p, v, group) for (p, group), v in zip(params, tangents, strict=True)]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
