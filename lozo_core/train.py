@@ -10,7 +10,13 @@ the last good checkpoint.
 
 Data: ``--k-shot K`` trains on K examples per class (MeZO/LOZO's k-shot setting);
 ``--k-shot 0 --eval-examples 1000`` is MeZO's 1000/500/1000 protocol, where the summary also
-reports the evaluation accuracy at the step with the best validation accuracy.
+reports the evaluation accuracy at the step with the best validation accuracy. Tasks are
+``lozo_core.tasks.TASKS``; a task scored by F1 (MultiRC) also logs ``eval_f1``.
+
+Objective: ``--objective loss`` is the cross-entropy over the candidates; ``--objective accuracy``
+trains a zeroth-order optimizer on the task's metric itself (one minus the batch accuracy, or one
+minus the batch F1), as MeZO does with non-differentiable objectives. First-order optimizers and
+forward-grad need a gradient and reject it.
 
 Learning rates are ours: LOZO's estimator carries ``1/rank``, so the LOZO paper's learning rate
 ``eta`` corresponds to ``--lr rank*eta`` here.
@@ -32,7 +38,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lozo_core import data as D
+from lozo_core import scoring as S
+from lozo_core import tasks as T
 from lozo_core.models import DTYPES, MODEL_NAMES, LoadedModel, load_model
 from lozo_core.optim import OPTIMIZERS, ForwardGrad
 from lozo_core.perturb import PairedClosure
@@ -41,6 +48,7 @@ from lozo_core.rng import stream
 
 FIRST_ORDER = {"fo-sgd": torch.optim.SGD, "fo-adam": torch.optim.Adam}
 OPTIMIZER_NAMES = ("zero-shot", *OPTIMIZERS, *FIRST_ORDER)
+NEEDS_GRADIENT = (*FIRST_ORDER, "forward-grad")
 DEFAULT_LR = {
     "mezo": 1e-5, "zo-sgd": 1e-5, "zo-sgd-sign": 1e-6, "zo-sgd-mmt": 1e-6, "zo-sgd-cons": 1e-5,
     "zo-adam": 1e-5, "lozo": 2e-5, "lozo-m": 2e-5, "lozo-adam": 1e-5, "forward-grad": 1e-5,
@@ -52,6 +60,7 @@ DEFAULT_LR = {
 class TrainConfig:
     model: str = "tiny-opt"
     task: str = "sst2"
+    objective: str = "loss"
     optimizer: str = "lozo"
     steps: int = 100
     lr: float | None = None
@@ -79,7 +88,13 @@ class TrainConfig:
                 self.model,
                 f"one of {', '.join(MODEL_NAMES)} or a local path",
             ),
-            (self.task in D.TASKS, "task", self.task, f"one of {', '.join(D.TASKS)}"),
+            (self.task in T.TASKS, "task", self.task, f"one of {', '.join(T.TASKS)}"),
+            (
+                self.objective in S.OBJECTIVES,
+                "objective",
+                self.objective,
+                f"one of {', '.join(S.OBJECTIVES)}",
+            ),
             (
                 self.optimizer in OPTIMIZER_NAMES,
                 "optimizer",
@@ -106,6 +121,11 @@ class TrainConfig:
         for ok, name, value, expected in checks:
             if not ok:
                 raise ValueError(f"--{name} {value!r}: expected {expected}")
+        if self.objective != "loss" and self.optimizer in NEEDS_GRADIENT:
+            raise ValueError(
+                f"--objective {self.objective!r} has no gradient, and --optimizer "
+                f"{self.optimizer} follows one; use --objective loss or a zeroth-order optimizer"
+            )
         if self.lr is None:
             self.lr = DEFAULT_LR[self.optimizer]
         if self.momentum is None:
@@ -137,18 +157,22 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module):
     return cls(model, **kwargs)
 
 
-def splits(cfg: TrainConfig) -> tuple[list[D.Example], list[D.Example], list[D.Example]]:
+def splits(cfg: TrainConfig) -> tuple[list[T.Example], list[T.Example], list[T.Example]]:
     """Training, validation and evaluation examples.
 
-    ``k_shot > 0``: k per class from GLUE train, no validation set. ``k_shot == 0``: MeZO's
-    1000/500/1000 protocol (1000 train and 500 validation from GLUE train, disjoint; the
-    evaluation set is ``eval_examples`` from GLUE dev, 1000 in the protocol)."""
-    train, dev = D.glue_split(cfg.task, "train"), D.glue_split(cfg.task, "dev")
+    ``k_shot > 0``: k per class from the task's train split, no validation set. ``k_shot == 0``:
+    MeZO's 1000/500/1000 protocol (1000 train and 500 validation from the train split, disjoint,
+    100 validation for COPA and CB; the evaluation set is ``eval_examples`` from the dev split,
+    1000 in the protocol)."""
+    task = T.get_task(cfg.task)
+    train, dev = task.split("train"), task.split("dev")
     if cfg.k_shot:
-        train_set, validation_set = D.k_shot(train, cfg.k_shot, cfg.data_seed), []
+        train_set, validation_set = T.k_shot(train, cfg.k_shot, cfg.data_seed), []
     else:
-        train_set, validation_set = D.train_validation(train, cfg.data_seed)
-    eval_set = D.sample(dev, min(cfg.eval_examples, len(dev)), cfg.data_seed)
+        train_set, validation_set = T.train_validation(
+            train, cfg.data_seed, n_validation=task.validation_examples
+        )
+    eval_set = T.sample(dev, min(cfg.eval_examples, len(dev)), cfg.data_seed)
     return train_set, validation_set, eval_set
 
 
@@ -182,9 +206,10 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     loaded = loaded or load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
-    task = D.get_task(cfg.task)
-    model, candidates = D.scorer(loaded, task, cfg.seed)
-    model, budget = model.to(cfg.device), D.prompt_budget(model)
+    task = T.get_task(cfg.task)
+    model, candidates = S.scorer(loaded, task, cfg.seed)
+    model, budget = model.to(cfg.device), S.prompt_budget(model)
+    objective = S.objective(task, cfg.objective)
     train_set, validation_set, eval_set = splits(cfg)
     optimizer = build_optimizer(cfg, model) if cfg.steps else None
     history, start = [], 0
@@ -208,9 +233,9 @@ def train(
         if optimizer is not None and hasattr(optimizer, "merge"):
             optimizer.merge()
         record = {"step": step}
-        for key, examples in (("eval_accuracy", eval_set), ("validation_accuracy", validation_set)):
+        for key, examples in (("eval", eval_set), ("validation", validation_set)):
             if examples:
-                record[key] = D.accuracy(
+                predicted = S.predict(
                     model,
                     loaded.tokenizer,
                     examples,
@@ -218,6 +243,8 @@ def train(
                     batch_size=cfg.batch_size,
                     device=cfg.device,
                 )
+                for metric, value in S.metrics(task, examples, predicted).items():
+                    record[f"{key}_{metric}"] = value
         log(record | {"time_s": time.perf_counter() - t0})
         return record["eval_accuracy"]
 
@@ -234,8 +261,8 @@ def train(
     for step in bar:
         g = stream(cfg.seed, step, 3)
         pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size].tolist()
-        batch = D.encode(loaded.tokenizer, [train_set[i] for i in pick], budget).to(cfg.device)
-        loss_fn = lambda b: D.per_example_loss(model, b, candidates)
+        batch = S.encode(loaded.tokenizer, [train_set[i] for i in pick], budget).to(cfg.device)
+        loss_fn = lambda b: objective(model, b, candidates)
         try:
             if cfg.optimizer in FIRST_ORDER:
                 optimizer.zero_grad()
@@ -246,7 +273,7 @@ def train(
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at step {step}: {float(loss)}")
             else:
-                loss = optimizer.step(PairedClosure(loss_fn, batch, D.Batch.doubled))
+                loss = optimizer.step(PairedClosure(loss_fn, batch, S.Batch.doubled))
         except FloatingPointError as err:
             raise FloatingPointError(f"{err}; last good checkpoint: {ckpt_path}") from err
         log(
@@ -280,7 +307,7 @@ def train(
         "zero_shot_accuracy": accuracies[0], "final_eval_accuracy": accuracies[-1], "best_eval_accuracy": max(accuracies),
         "eval_examples": len(eval_set), "train_examples": len(train_set), "forwards_per_step": forwards_per_step,
         "wall_time_s": time.perf_counter() - t0, "command": command, "machine": machine(),
-        "curve": [{k: h[k] for k in ("step", "loss", "eval_accuracy", "validation_accuracy") if k in h} for h in history],
+        "curve": [{k: h[k] for k in ("step", "loss", "eval_accuracy", "validation_accuracy", "eval_f1", "validation_f1") if k in h} for h in history],
     }  # fmt: skip
     if validation_set:
         chosen = max(evals, key=lambda h: h["validation_accuracy"])
@@ -315,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     out, resume = args.pop("out"), args.pop("resume")
     try:
         cfg = TrainConfig(**args)
-        D.glue_split(cfg.task, "dev")
+        T.get_task(cfg.task).split("dev")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
