@@ -30,9 +30,10 @@ def evaluate(
         )
     state = torch.load(ckpt_path, map_location=device, weights_only=False)
     config = state["config"]
-    examples = T.get_task(task).read(data_path)
+    spec = T.get_task(task)
+    examples = spec.read(data_path)
     loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])
-    model, candidates = S.scorer(loaded, T.get_task(task), config["seed"])
+    model, candidates = S.scorer(loaded, spec, config["seed"])
     model.load_state_dict(state["model"])
     predicted = S.predict(
         model.to(device),
@@ -44,7 +45,7 @@ def evaluate(
     )
     return {
         "checkpoint": str(ckpt_path), "step": state["step"], "model": config["model"], "optimizer": config["optimizer"],
-        "task": task, "data": str(data_path), "examples": len(examples), **S.metrics(T.get_task(task), examples, predicted),
+        "task": task, "data": str(data_path), "examples": len(examples), **S.metrics(spec, examples, predicted),
     }  # fmt: skip
 
 

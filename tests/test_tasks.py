@@ -3,6 +3,7 @@ SST-2/RTE encodings the recorded results depend on."""
 
 import hashlib
 from collections import Counter
+from functools import cache
 
 import pytest
 
@@ -16,6 +17,11 @@ SIZES = {  # train, dev examples (MultiRC: answer options of the first 100 / all
     "sst2": (67349, 872), "sst2-review": (67349, 872), "rte": (2490, 277), "copa": (400, 100),
     "cb": (250, 56), "wic": (5428, 638), "multirc": (5985, 4848), "winogrande": (2558, 1267),
 }  # fmt: skip
+
+
+@cache
+def split(name: str, which: str) -> list[T.Example]:
+    return T.get_task(name).split(which)
 
 
 def digest(strings) -> str:
@@ -97,10 +103,10 @@ def test_sst2_and_rte_encodings_are_unchanged():
     """Pinned from the pre-split ``lozo_core/data.py``: same prompts, draws, token ids."""
     tokenizer = minilm_tokenizer()
     sst2, rte = T.get_task("sst2"), T.get_task("rte")
-    shots = T.k_shot(sst2.split("train"), 16, 13)
+    shots = T.k_shot(split("sst2", "train"), 16, 13)
     assert digest(ex.text for ex in shots) == "8260e0cb46675ba0"
     assert shots[0] == T.Example("is almost entirely witless and inane , It was", 0)
-    train, validation = T.train_validation(rte.split("train"), 13)
+    train, validation = T.train_validation(split("rte", "train"), 13)
     assert (digest(ex.text for ex in train), digest(ex.text for ex in validation)) == (
         "09fd657dd6a0eecd",
         "c47b00e9c07d5cde",
@@ -154,7 +160,7 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_k_shot_sampling_is_seeded_and_balanced():
-    train_set = T.get_task("sst2").split("train")
+    train_set = split("sst2", "train")
     a, b = T.k_shot(train_set, 16, 13), T.k_shot(train_set, 16, 13)
     assert a == b and sorted(ex.label for ex in a) == [0] * 16 + [1] * 16
     assert T.k_shot(train_set, 16, 21) != a
@@ -163,10 +169,10 @@ def test_k_shot_sampling_is_seeded_and_balanced():
 
 
 def test_mezo_protocol_splits_are_disjoint_and_sized():
-    train_set, validation_set = T.train_validation(T.get_task("rte").split("train"), seed=13)
+    train_set, validation_set = T.train_validation(split("rte", "train"), seed=13)
     assert len(train_set) == 1000 and len(validation_set) == 500
     assert not {ex.text for ex in train_set} & {ex.text for ex in validation_set}
-    assert T.train_validation(T.get_task("rte").split("train"), seed=21)[0] != train_set
+    assert T.train_validation(split("rte", "train"), seed=21)[0] != train_set
     copa = T.get_task("copa")
     train_set, validation_set = T.train_validation(copa.split("train"), 13, n_validation=100)
     assert (len(train_set), len(validation_set)) == (300, 100)

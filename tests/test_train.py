@@ -93,7 +93,6 @@ TINY_RUN = ["--model", "tiny-opt", "--k-shot", "2", "--batch-size", "4", "--eval
         ("multirc", []),
         ("cb", []),
         ("wic", []),
-        ("sst2-review", []),
         ("copa", ["--objective", "accuracy"]),
         ("multirc", ["--objective", "accuracy", "--engine", "inplace"]),
     ],
