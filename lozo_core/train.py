@@ -22,6 +22,12 @@ disjointly from GLUE train, the test set ``--eval-examples`` from GLUE dev (all 
 is larger than the split). Then only the validation split is evaluated during training; the test
 split at the last step and at the step with the best validation accuracy (rebuilt by replay).
 
+Tasks are ``lozo_core.tasks.TASKS``; a task scored by F1 (MultiRC) also logs its F1.
+``--objective loss`` trains on the cross-entropy over the candidates; ``--objective accuracy``
+trains a zeroth-order optimizer on the task's metric itself (one minus the batch accuracy, or
+one minus the batch F1), as MeZO does with non-differentiable objectives; first-order optimizers
+and Forward-Grad need a gradient and reject it.
+
 Learning rates are ours: LOZO's estimator carries ``1/rank``, so the LOZO paper's learning rate
 ``eta`` corresponds to ``--lr rank*eta`` here.
 """
@@ -44,7 +50,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lozo_core import data as D
+from lozo_core import scoring as S
+from lozo_core import tasks as T
 from lozo_core.evaluate import load_checkpoint
 from lozo_core.models import DTYPES, MODEL_NAMES, LoadedModel, decay_groups, load_model
 from lozo_core.optim import PairedClosure
@@ -65,7 +72,8 @@ def _option(default, help: str):
 @dataclass
 class TrainConfig:
     model: str = _option("tiny-opt", f"one of {', '.join(MODEL_NAMES)}, or a local HF folder")
-    task: str = _option("sst2", f"one of {', '.join(D.TASKS)}")
+    task: str = _option("sst2", f"one of {', '.join(T.TASKS)}")
+    objective: str = _option("loss", f"what training minimises: one of {', '.join(S.OBJECTIVES)}")
     optimizer: str = _option("lozo", f"one of {', '.join(TABLE)}")
     steps: int = _option(100, "optimizer steps (0 for zero-shot)")
     lr: float | None = _option(None, "learning rate (default: the optimizer's row in optim.table)")
@@ -99,7 +107,13 @@ class TrainConfig:
                 self.model,
                 f"one of {', '.join(MODEL_NAMES)} or a local path",
             ),
-            (self.task in D.TASKS, "task", self.task, f"one of {', '.join(D.TASKS)}"),
+            (self.task in T.TASKS, "task", self.task, f"one of {', '.join(T.TASKS)}"),
+            (
+                self.objective in S.OBJECTIVES,
+                "objective",
+                self.objective,
+                f"one of {', '.join(S.OBJECTIVES)}",
+            ),
             (self.optimizer in TABLE, "optimizer", self.optimizer, f"one of {', '.join(TABLE)}"),
             (self.steps >= 0, "steps", self.steps, "an integer >= 0"),
             (self.lr is None or self.lr >= 0, "lr", self.lr, "a number >= 0"),
@@ -132,6 +146,11 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"--{name} {value!r}: expected {expected}")
         row = TABLE[self.optimizer]
+        if self.objective != "loss" and row.needs_gradient:
+            raise ValueError(
+                f"--objective {self.objective!r} has no gradient, and --optimizer "
+                f"{self.optimizer} follows one; use --objective loss or a zeroth-order optimizer"
+            )
         if self.lr is None:
             self.lr = row.default_lr
         if not row.trains:
@@ -154,20 +173,23 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Opt
     return TABLE[cfg.optimizer].make(decay_groups(model, cfg.weight_decay), cfg.hyper)
 
 
-def splits(cfg: TrainConfig) -> tuple[list[D.Example], list[D.Example], list[D.Example]]:
+def splits(cfg: TrainConfig) -> tuple[list[T.Example], list[T.Example], list[T.Example]]:
     """Training, validation and evaluation examples.
 
-    ``k_shot > 0``: k per class from GLUE train, no validation set. ``k_shot == 0``: MeZO's
-    1000/500/1000 protocol (1000 train and 500 validation from GLUE train, disjoint; the
-    evaluation set is ``eval_examples`` from GLUE dev, 1000 in the protocol)."""
-    train, dev = D.glue_split(cfg.task, "train"), D.glue_split(cfg.task, "dev")
+    ``k_shot > 0``: k per class from the task's train split, no validation set. ``k_shot == 0``:
+    MeZO's 1000/500/1000 protocol (1000 train and ``validation_examples`` validation from the
+    train split, disjoint — at most the task's own limit, 100 for COPA and CB; the evaluation set
+    is ``eval_examples`` from the dev split, 1000 in the protocol)."""
+    task = T.get_task(cfg.task)
+    train, dev = task.split("train"), task.split("dev")
     if cfg.k_shot:
-        train_set, validation_set = D.k_shot(train, cfg.k_shot, cfg.data_seed), []
+        train_set, validation_set = T.k_shot(train, cfg.k_shot, cfg.data_seed), []
     else:
-        train_set, validation_set = D.train_validation(
-            train, cfg.data_seed, n_validation=cfg.validation_examples
+        n_validation = min(cfg.validation_examples, task.validation_examples)
+        train_set, validation_set = T.train_validation(
+            train, cfg.data_seed, n_validation=n_validation
         )
-    eval_set = D.sample(dev, min(cfg.eval_examples, len(dev)), cfg.data_seed)
+    eval_set = T.sample(dev, min(cfg.eval_examples, len(dev)), cfg.data_seed)
     return train_set, validation_set, eval_set
 
 
@@ -196,16 +218,17 @@ def _check_config(saved: dict, cfg: TrainConfig, source: Path) -> None:
         raise ValueError(f"--resume: {source} was written with a different config: {saved}")
 
 
-def score(model, tokenizer, examples, candidates, batch_size: int, device) -> tuple[float, float]:
-    """Accuracy and mean cross-entropy over the label words on ``examples``."""
-    budget, correct, total = D.prompt_budget(model), 0, 0.0
+def score(model, tokenizer, task, examples, candidates, batch_size: int, device) -> dict:
+    """The task's metrics (accuracy, and F1 where it is scored by F1) and the mean cross-entropy
+    over the candidates on ``examples``."""
+    budget, predicted, total = S.prompt_budget(model), [], 0.0
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
-            batch = D.encode(tokenizer, examples[start : start + batch_size], budget).to(device)
-            logits = D.candidate_logits(model, batch, candidates)
-            correct += int((logits.argmax(1) == batch.labels).sum())
-            total += float(torch.nn.functional.cross_entropy(logits, batch.labels, reduction="sum"))
-    return correct / len(examples), total / len(examples)
+            batch = S.encode(tokenizer, examples[start : start + batch_size], budget).to(device)
+            scores = S.candidate_scores(model, batch, candidates)
+            predicted.append(scores.argmax(1).cpu())
+            total += float(torch.nn.functional.cross_entropy(scores, batch.labels, reduction="sum"))
+    return S.metrics(task, examples, torch.cat(predicted)) | {"loss": total / len(examples)}
 
 
 def rebuild(
@@ -218,7 +241,7 @@ def rebuild(
     fresh = load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
     if loaded is not None:
         fresh = dataclasses.replace(fresh, tokenizer=loaded.tokenizer)
-    model, candidates = D.scorer(fresh, D.get_task(cfg.task), cfg.seed)
+    model, candidates = S.scorer(fresh, T.get_task(cfg.task), cfg.seed)
     model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     if steps:
         replay(build_optimizer(cfg, model), trajectory.records[:steps])
@@ -275,8 +298,10 @@ def train(
     )
     wall_start = time.perf_counter()
     loaded = loaded or load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
-    model, candidates = D.scorer(loaded, D.get_task(cfg.task), cfg.seed)
+    task = T.get_task(cfg.task)
+    model, candidates = S.scorer(loaded, task, cfg.seed)
     model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
+    objective = S.objective(task, cfg.objective)
     train_set, validation_set, eval_set = splits(cfg)
     row = TABLE[cfg.optimizer]
     optimizer = build_optimizer(cfg, model) if cfg.steps else None
@@ -309,10 +334,11 @@ def train(
 
     def evaluate(step: int) -> float:
         with effective() if effective else contextlib.nullcontext():
-            accuracy, loss = score(
-                model, loaded.tokenizer, split, candidates, cfg.batch_size, cfg.device
+            scores = score(
+                model, loaded.tokenizer, task, split, candidates, cfg.batch_size, cfg.device
             )
-        record = {"step": step, f"{key}_accuracy": accuracy, f"{key}_loss": loss}
+        record = {"step": step} | {f"{key}_{metric}": value for metric, value in scores.items()}
+        accuracy = scores["accuracy"]
         record["time_s"] = train_seconds
         log(record)
         trajectory.evals.append(record)
@@ -330,13 +356,13 @@ def train(
     for step in bar:
         g = stream(cfg.seed, step, DATA_KEY)
         pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size].tolist()
-        batch = D.encode(loaded.tokenizer, [train_set[i] for i in pick], D.prompt_budget(model))
+        batch = S.encode(loaded.tokenizer, [train_set[i] for i in pick], S.prompt_budget(model))
         batch = batch.to(cfg.device)
-        loss_fn = lambda b: D.per_example_loss(model, b, candidates)
+        loss_fn = lambda b: objective(model, b, candidates)
         tick = time.perf_counter()
         try:
             if row.zeroth_order:
-                closure = PairedClosure(loss_fn, batch, D.Batch.doubled)
+                closure = PairedClosure(loss_fn, batch, S.Batch.doubled)
                 loss = optimizer.step(closure if cfg.fine_tuning.pairs else closure.__call__)
             else:
                 optimizer.zero_grad()
@@ -410,7 +436,7 @@ def _summary(
         "config": dataclasses.asdict(cfg), "train_examples": len(train_set), "eval_examples": len(eval_set),
         "passes_per_step": passes, "forward_passes": sum(passes.values()) * cfg.steps,
         "trainable_parameters": trainable,
-        "curve": [{k: h[k] for k in ("step", "loss", "time_s", f"{key}_accuracy", f"{key}_loss") if k in h}
+        "curve": [{k: h[k] for k in ("step", "loss", "time_s", f"{key}_accuracy", f"{key}_loss", f"{key}_f1") if k in h}
                   for h in history],
     }  # fmt: skip
     if key == "eval":
@@ -436,7 +462,10 @@ def _test_accuracies(
 
     def test(m, cands) -> float:
         with effective() if effective else contextlib.nullcontext():
-            return score(m, loaded.tokenizer, eval_set, cands, cfg.batch_size, cfg.device)[0]
+            task = T.get_task(cfg.task)
+            return score(m, loaded.tokenizer, task, eval_set, cands, cfg.batch_size, cfg.device)[
+                "accuracy"
+            ]
 
     last = test(model, candidates)
     best_step = summary["best_validation_step"]
@@ -488,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     out, resume, until = args.pop("out"), args.pop("resume"), args.pop("until")
     try:
         cfg = TrainConfig(**args)
-        D.glue_split(cfg.task, "dev")
+        T.get_task(cfg.task).split("dev")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

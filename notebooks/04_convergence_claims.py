@@ -29,7 +29,6 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from lozo_core import data as D
 from lozo_core.convergence import (
     DiagonalQuadratic,
     LeastSquares,
@@ -43,6 +42,7 @@ from lozo_core.convergence import (
 from lozo_core.models import load_model, sentence_embeddings
 from lozo_core.optim import LOZO, MeZO
 from lozo_core.provenance import banner, pick
+from lozo_core.tasks import get_task, k_shot
 
 sns.set_theme(style="whitegrid")
 SEEDS, T = pick(16, 2), pick(400, 30)
@@ -258,7 +258,7 @@ verdict("ν=1 bound for LOZO-M (β=0.9, ν=25, η=(1-β)/C)", momentum_ratios["�
 
 # %%
 encoder = load_model("minilm-l6")
-sample = D.k_shot(D.glue_split("sst2", "train"), pick(256, 32), 13)
+sample = k_shot(get_task("sst2").split("train"), pick(256, 32), 13)
 features = sentence_embeddings(encoder, [ex.text.removesuffix(" It was") for ex in sample])
 labels = torch.tensor([ex.label for ex in sample])
 print(f"features: {tuple(features.shape)} from {encoder.source}")

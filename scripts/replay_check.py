@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from lozo_core import tasks as T  # noqa: E402
 from lozo_core.provenance import machine  # noqa: E402
 from lozo_core.train import TrainConfig, rebuild, score, splits, weights_fingerprint  # noqa: E402
 from lozo_core.trajectory import Trajectory  # noqa: E402
@@ -37,7 +38,9 @@ def main(run_dir: str) -> int:
         abs(fingerprint["norms"][k] - v) / max(abs(v), 1e-30) for k, v in recorded["norms"].items()
     )
     _, _, test_set = splits(cfg)
-    accuracy, _ = score(model, loaded.tokenizer, test_set, candidates, cfg.batch_size, cfg.device)
+    task = T.get_task(cfg.task)
+    scores = score(model, loaded.tokenizer, task, test_set, candidates, cfg.batch_size, cfg.device)
+    accuracy = scores["accuracy"]
     result = {
         "run": str(folder.relative_to(ROOT)) if folder.is_absolute() else str(folder),
         "recorded_on": sorted(

@@ -48,6 +48,11 @@ class Row:
     def trains(self) -> bool:
         return self.make is not None
 
+    @property
+    def needs_gradient(self) -> bool:
+        """Backpropagation or forward-mode AD: the objective must be differentiable."""
+        return bool({"backward", "jvp"} & set(self.passes(Hyper(lr=0.0))))
+
 
 def _zo(h: Hyper) -> dict:
     return dict(
