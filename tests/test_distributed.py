@@ -5,8 +5,7 @@ per-process batch b and one with batch 2b then differ only in summation order, s
 agree to ``rtol=1e-12`` and weights to ``atol=1e-12`` (measured: ~1e-15 and ~1e-14 after weights
 moved by ~0.3). The CLI runs in float32 with the loss in float32, and a zeroth-order coefficient
 ``(f+ - f-)/2ε`` magnifies a loss's rounding (~6e-8) by ``1/2ε``: there final losses agree to
-``rtol=1e-5`` and weights to ``atol=1e-5``. A process that skipped the reduction would differ by
-~1e-2.
+``rtol=1e-5`` and weights to ``atol=1e-5`` (measured after 10 LOZO steps: ~2e-7 and ~4e-7).
 """
 
 import json
