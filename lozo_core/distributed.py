@@ -1,5 +1,4 @@
-r"""Data parallelism on ``torch.distributed``: every process holds a shard of each batch, and only
-the scalars a zeroth-order step measured cross the wire.
+r"""Data parallelism on ``torch.distributed``: only a zeroth-order step's scalars cross the wire.
 
 With :math:`N` processes, process :math:`i` holds an equal shard :math:`S_i` of the global batch
 :math:`S` (a contiguous slice, :func:`shard`), so the batch loss is the mean of the shards'

@@ -1,6 +1,6 @@
 """Record bytes all-reduced and step time of data-parallel MeZO, LOZO and FO-SGD (DDP) on CPU.
 
-``python scripts/record_distributed.py [--nproc 2] [--model opt-125m] [--batch-size 4]
+``python scripts/record_distributed.py [--world-size 2] [--model opt-125m] [--batch-size 4]
 [--seq-len 64] [--steps 5]`` relaunches itself under ``torchrun --standalone --nproc-per-node N``
 (gloo). Every process builds the same random-init model and token batch (seed 0), keeps its
 shard of the global batch (``--batch-size`` sequences), and runs ``--warmup`` then ``--steps``
@@ -41,7 +41,7 @@ FIRST_ORDER = "fo-sgd"
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--nproc", type=int, default=2, help="processes (gloo, CPU)")
+    p.add_argument("--world-size", type=int, default=2, help="processes (gloo, CPU)")
     p.add_argument("--model", default="opt-125m", choices=(*OPT_SIZES, "tiny-opt"))
     p.add_argument("--batch-size", type=int, default=4, help="global batch (sequences)")
     p.add_argument("--seq-len", type=int, default=64)
@@ -49,8 +49,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: 2/N)")
     args = p.parse_args(argv)
-    if args.nproc < 1 or args.batch_size % args.nproc:
-        p.error(f"--batch-size {args.batch_size} must divide by --nproc {args.nproc} (>= 1)")
+    if args.world_size < 1 or args.batch_size % args.world_size:
+        p.error(
+            f"--batch-size {args.batch_size} must divide by --world-size {args.world_size} (>= 1)"
+        )
     return args
 
 
@@ -121,7 +123,7 @@ def measure(args: argparse.Namespace, method: str) -> dict:
 
 
 def worker(args: argparse.Namespace, command: str) -> None:
-    torch.set_num_threads(args.threads or max(1, 2 // args.nproc))
+    torch.set_num_threads(args.threads or max(1, 2 // args.world_size))
     with distributed.process_group_from_env("cpu") as world:
         results = {method: measure(args, method) for method in METHODS}
         if distributed.rank() != 0:
@@ -156,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         worker(args, command)
         return 0
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-              "--nproc-per-node", str(args.nproc), __file__, *argv]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or max(1, 2 // args.nproc))}
+              "--nproc-per-node", str(args.world_size), __file__, *argv]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or max(1, 2 // args.world_size))}
     return subprocess.run(launch, cwd=REPO_ROOT, env=env).returncode
 
 
