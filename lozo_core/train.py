@@ -16,6 +16,14 @@ are drawn from ``stream(seed, step, 3)``: every optimizer sees the same data ord
 Evaluation never changes the trajectory (it writes nothing). Usage errors exit 2; a non-finite
 loss exits 3 and keeps the last good checkpoint.
 
+Under ``torchrun --nproc-per-node N -m lozo_core.train …`` (:mod:`lozo_core.distributed`) the
+process group is joined from the environment, ``--batch-size`` is the global batch and each
+process computes the training loss on its contiguous shard; zeroth-order optimizers all-reduce
+only their measured scalars, first-order ones train a ``DistributedDataParallel`` model. Rank 0
+alone evaluates (so evaluations equal a single process's) and writes the run folder; the
+summary and each trajectory chunk record ``world_size``, which is not part of the config, so a
+run resumes or replays at another world size.
+
 Data: ``--k-shot K`` trains on K examples per class and evaluates on ``--eval-examples`` dev
 examples. ``--k-shot 0`` is MeZO's protocol: 1000 training and 500 validation examples drawn
 disjointly from GLUE train, the test set ``--eval-examples`` from GLUE dev (all of it when that
@@ -50,6 +58,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from lozo_core import distributed
 from lozo_core import scoring as S
 from lozo_core import tasks as T
 from lozo_core.evaluate import load_checkpoint
@@ -290,7 +299,9 @@ def train(
 
     ``until``: stop after that step (a chunk of a long run), saving the trajectory and a
     checkpoint; the summary is written only when the run reaches ``cfg.steps``."""
-    out.mkdir(parents=True, exist_ok=True)
+    group, writer = distributed.default_group(), distributed.rank() == 0
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
     ckpt_path, metrics_path, best_path = (
         out / "checkpoint.pt",
         out / "metrics.jsonl",
@@ -305,6 +316,8 @@ def train(
     train_set, validation_set, eval_set = splits(cfg)
     row = TABLE[cfg.optimizer]
     optimizer = build_optimizer(cfg, model) if cfg.steps else None
+    local = distributed.shard(min(cfg.batch_size, len(train_set)), group)
+    forward = model if row.zeroth_order else distributed.data_parallel(model, group)
     config = dataclasses.asdict(cfg)
     trajectory, history, start = Trajectory(config), [], 0
     replayable = row.zeroth_order and optimizer is not None
@@ -322,15 +335,18 @@ def train(
         _check_config(trajectory.config, cfg, out / "trajectory.json")
         replay(optimizer, trajectory.records)
         start, history = trajectory.steps, _history_from(trajectory)
-    metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
+    distributed.check_agree("--resume: the step to resume from", start, group)
+    if writer:
+        metrics_path.write_text("".join(json.dumps(h) + "\n" for h in history))
     split, key = (validation_set, "validation") if validation_set else (eval_set, "eval")
     effective = optimizer.effective_weights if hasattr(optimizer, "effective_weights") else None
     train_seconds = history[-1]["time_s"] if history else 0.0
 
     def log(record: dict) -> None:
         history.append(record)
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        if writer:
+            with metrics_path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
 
     def evaluate(step: int) -> float:
         with effective() if effective else contextlib.nullcontext():
@@ -347,18 +363,19 @@ def train(
             save_atomic({"step": step, "model": model.state_dict()}, best_path)
         return accuracy
 
-    if start == 0:
+    if start == 0 and writer:
         evaluate(0)
     stop = cfg.steps if until is None else min(until, cfg.steps)
-    chunk = {"start": start, "machine": machine()}
+    chunk = {"start": start, "machine": machine(), "world_size": distributed.world_size()}
     bar = tqdm(range(start, stop), desc=f"{cfg.optimizer} {cfg.task}", initial=start,
-               total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1)  # fmt: skip
+               total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1,
+               disable=not writer)  # fmt: skip
     for step in bar:
         g = stream(cfg.seed, step, DATA_KEY)
-        pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size].tolist()
+        pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size][local].tolist()
         batch = S.encode(loaded.tokenizer, [train_set[i] for i in pick], S.prompt_budget(model))
         batch = batch.to(cfg.device)
-        loss_fn = lambda b: objective(model, b, candidates)
+        loss_fn = lambda b: objective(forward, b, candidates)
         tick = time.perf_counter()
         try:
             if row.zeroth_order:
@@ -369,7 +386,7 @@ def train(
                 loss = loss_fn(batch).mean()
                 loss.backward()
                 optimizer.step()
-                loss = loss.detach()
+                loss = torch.tensor(distributed.reduce_mean([float(loss.detach())], group)[0])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at step {step}: {float(loss)}")
         except FloatingPointError as err:
@@ -384,6 +401,8 @@ def train(
         log({"step": step + 1, "loss": float(loss), "time_s": train_seconds,
              "peak_mem_bytes": peak_memory_bytes(cfg.device)})  # fmt: skip
         bar.set_postfix(loss=f"{float(loss):.4f}")
+        if not writer:
+            continue
         evaluating = (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps
         if evaluating:
             acc = evaluate(step + 1)
@@ -398,7 +417,7 @@ def train(
                  "step": step + 1, "history": history},
                 ckpt_path,
             )  # fmt: skip
-    if stop < cfg.steps:
+    if stop < cfg.steps or not writer:
         return None
     if row.zeroth_order and optimizer is None:
         trajectory.save(out)
@@ -414,7 +433,8 @@ def train(
         trainable_parameters(model),
     )
     summary |= {"train_time_s": train_seconds, "command": command, "machine": machine(),
-                "chunks": trajectory.chunks, "weights": weights_fingerprint(model)}  # fmt: skip
+                "world_size": distributed.world_size(), "chunks": trajectory.chunks,
+                "weights": weights_fingerprint(model)}  # fmt: skip
     if validation_set:
         summary |= _test_accuracies(
             cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path
@@ -511,6 +531,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _launcher() -> str:
+    """``python``, or the torchrun command line that started this process."""
+    if not distributed.launched_by_torchrun():
+        return "python"
+    per_node, world = int(os.environ["LOCAL_WORLD_SIZE"]), int(os.environ["WORLD_SIZE"])
+    nodes = f"--nnodes {world // per_node} " if world > per_node else ""
+    return f"torchrun {nodes}--nproc-per-node {per_node}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = vars(parser().parse_args(argv))
@@ -521,15 +550,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    command = "python -m lozo_core.train " + shlex.join(argv)
+    command = f"{_launcher()} -m lozo_core.train {shlex.join(argv)}"
     try:
-        summary = train(cfg, out, resume=resume, command=command, until=until)
+        with distributed.process_group_from_env(cfg.device):
+            summary = train(cfg, out, resume=resume, command=command, until=until)
+            writer = distributed.rank() == 0
     except FloatingPointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not writer:
+        return 0
     if summary is None:
         print(json.dumps({"stopped_at": until, "steps": cfg.steps, "out": str(out)}))
         return 0

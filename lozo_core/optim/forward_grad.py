@@ -8,6 +8,12 @@ replaced by a dual tensor: a ``TorchFunctionMode`` substitutes them wherever an 
 receives one, so ``ForwardGrad`` takes parameters like every other optimizer. Attention runs
 on the math SDPA kernel, the fused ones having no forward-mode derivative. One step costs one
 forward pass carrying tangents (about 1.5–3 plain forwards of compute).
+
+Data parallelism: with a ``process_group`` of :math:`N` processes, each on an equal shard
+(:math:`f = \frac1N\sum_i f_i`), every process draws the same :math:`v` and measures
+:math:`f_i` and :math:`\nabla f_i\cdot v`; one all-reduce replaces both by their means
+:math:`f` and :math:`\nabla f\cdot v`, so every process applies the same update and
+``last_record`` holds the global derivative.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
+from lozo_core.distributed import default_group, reduce_mean
 from lozo_core.estimators import check_count
 from lozo_core.optim.directions import DIRECTION_KEY, prefetched
 from lozo_core.optim.optimizer import check_nonnegative, module_parameters
@@ -43,13 +50,17 @@ class _Substitute(TorchFunctionMode):
 
 class ForwardGrad(torch.optim.Optimizer):
     """Forward-gradient descent (see the module docstring); ``last_record`` holds the step's
-    directional derivative so :meth:`replay_step` can repeat it without a forward pass."""
+    directional derivative so :meth:`replay_step` can repeat it without a forward pass.
+    ``process_group`` as :class:`~lozo_core.optim.optimizer.ZeroOrderOptimizer`'s."""
 
-    def __init__(self, params, *, lr: float, weight_decay: float = 0.0, seed: int = 0):
+    def __init__(
+        self, params, *, lr: float, weight_decay: float = 0.0, seed: int = 0, process_group=None
+    ):
         check_nonnegative("lr", lr)
         check_nonnegative("weight_decay", weight_decay)
         check_count("seed", seed, minimum=0)
         self.seed, self.last_record = seed, None
+        self.process_group = process_group if process_group is not None else default_group()
         super().__init__(module_parameters(params), dict(lr=lr, weight_decay=weight_decay, step=0))
 
     def add_param_group(self, param_group: dict) -> None:
@@ -85,7 +96,7 @@ class ForwardGrad(torch.optim.Optimizer):
                 loss, directional = fwAD.unpack_dual(closure())
         if directional is None:
             raise RuntimeError("ForwardGrad: the closure's loss does not depend on the parameters")
-        loss, d = float(loss), float(directional)
+        loss, d = reduce_mean([float(loss), float(directional)], self.process_group)
         if not (math.isfinite(loss) and math.isfinite(d)):
             raise FloatingPointError(f"non-finite loss or derivative at step {k}: {loss}, {d}")
         self._apply(tangents, d)

@@ -25,6 +25,14 @@ is bit-identical. Per parameter, :math:`\varepsilon` is its group's: the estimat
 A step is determined by the run seed, the step number and the scalars it measured, which
 ``last_record`` holds after each step (``{"step": k, "losses": [[f+, f-], …] per block and
 query, …}``); :meth:`replay_step` applies a recorded step without a single forward pass.
+
+Data parallelism (:mod:`lozo_core.distributed`). With a ``process_group`` of :math:`N` processes,
+each holding an equal shard of the batch (loss :math:`f_i`, so :math:`f = \frac1N\sum_i f_i`),
+step 2 measures :math:`f_{i,\pm}^{(j)}` locally and replaces them by their group means
+:math:`f_\pm^{(j)}` in one all-reduce of the block's :math:`2q` scalars; the conservative rule's
+three losses and the hybrid groups' gradients are averaged the same way. Every process then
+applies the identical update, and ``last_record`` holds the global scalars: a run replays and
+resumes at any world size.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from lozo_core.distributed import default_group, reduce_mean, reduce_mean_
 from lozo_core.estimators import check_count, check_positive
 from lozo_core.optim.engines import InPlace, make_engine
 
@@ -74,6 +83,9 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         blocks: split the zeroth-order parameters, in order, into this many contiguous blocks,
             each estimated with its own ``q`` queries and updated in turn (``2q·blocks`` forwards;
             ZO-Bench's ``coordinate_perturbation`` variant, whose blocks are modules).
+        process_group: average the measured scalars over this ``torch.distributed`` group (each
+            process evaluating the closure on its shard of the batch); default: the default group
+            when ``torch.distributed`` is initialized with more than one process, else none.
     """
 
     def __init__(
@@ -89,6 +101,7 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         seed: int = 0,
         blocks: int = 1,
+        process_group=None,
     ):
         check_nonnegative("lr", lr)
         check_positive("eps", eps)
@@ -98,6 +111,7 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         check_count("blocks", blocks)
         self.direction, self.rule, self.q, self.seed, self.blocks = direction, rule, q, seed, blocks
         self.engine: InPlace = make_engine(engine, direction.lowrank)
+        self.process_group = process_group if process_group is not None else default_group()
         self.last_record: dict | None = None
         defaults = dict(lr=lr, eps=eps, weight_decay=weight_decay, backprop=False)
         super().__init__(module_parameters(params), defaults)
@@ -186,15 +200,15 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         record = {"step": k, "losses": [], "choices": []}
         for b in range(len(self._blocks)):
             queries = self._queries(k, b)
-            losses = []
-            for query in queries:
-                plus, minus = self.engine.two_point(closure, query)
+            local = [f for query in queries for f in self.engine.two_point(closure, query)]
+            measured = reduce_mean(local, self.process_group)
+            losses = [measured[i : i + 2] for i in range(0, len(measured), 2)]
+            for plus, minus in losses:
                 if not (math.isfinite(plus) and math.isfinite(minus)):
                     raise FloatingPointError(
                         f"non-finite loss at step {k}: f(θ+εZ)={plus}, f(θ-εZ)={minus}; "
                         "no update was applied"
                     )
-                losses.append([plus, minus])
             record["losses"].append(losses)
             record["choices"].append(self._update(queries, losses, k, closure=closure))
         self._advance()
@@ -245,11 +259,12 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         if choice is not None:
             return self.rule.replay(shift, choice)
         with self.engine.effective_weights():
-            return self.rule.apply(shift, closure)
+            return self.rule.apply(shift, closure, lambda fs: reduce_mean(fs, self.process_group))
 
     def _backprop_step(self, closure: Callable[[], Tensor]) -> None:
         with torch.enable_grad(), self.engine.effective_weights():
             grads = torch.autograd.grad(closure(), self.backprop_params, allow_unused=True)
+        reduce_mean_([g for g in grads if g is not None], self.process_group)
         for p, g in zip(self.backprop_params, grads, strict=True):
             if g is not None:
                 p.add_(g, alpha=-self._group_of[id(p)]["lr"])

@@ -14,7 +14,8 @@ A rule sees one parameter's estimate at a time — dense, or in LOZO's subspace 
   constant gradient is :math:`\eta\hat g`, heavy-ball's :math:`\eta\hat g/(1-\beta)`.
 * :class:`Adam` — bias-corrected :math:`\hat m_t/(\sqrt{\hat v_t}+\delta)`.
 * :class:`Conservative` — ZO-SGD-Cons: evaluate :math:`f` at :math:`\theta`,
-  :math:`\theta-\eta\hat g` and :math:`\theta+\eta\hat g` and keep the lowest (3 more forwards).
+  :math:`\theta-\eta\hat g` and :math:`\theta+\eta\hat g` and keep the lowest (3 more forwards;
+  under data parallelism the three losses are the process group's means, one all-reduce).
 
 When LOZO redraws ``V``, state kept in subspace coordinates is re-expressed in the new basis by
 :meth:`rebase`: first moments by :math:`N \leftarrow N V_{old}^\top V_{new}/n`
@@ -53,10 +54,16 @@ class SGD:
     def rebase(self, state: dict, V_old: Tensor, V_new: Tensor) -> None:
         """SGD keeps no state in subspace coordinates."""
 
-    def apply(self, shift: Callable[[float], None], closure: Callable[[], Tensor]) -> int | None:
+    def apply(
+        self,
+        shift: Callable[[float], None],
+        closure: Callable[[], Tensor],
+        reduce: Callable[[list[float]], list[float]] = list,
+    ) -> int | None:
         """Take the step: ``shift(s)`` moves every parameter by ``s·η·step``; return what
         :meth:`replay` needs to repeat it without the closure (a rule that shifts more than once
-        must keep no state: each shift recomputes the step)."""
+        must keep no state: each shift recomputes the step). ``reduce`` maps the losses this
+        process measured to their means over the process group (the identity on one process)."""
         shift(-1.0)
         return None
 
@@ -133,12 +140,18 @@ class Conservative(SGD):
 
     extra_forwards = 3
 
-    def apply(self, shift: Callable[[float], None], closure: Callable[[], Tensor]) -> int:
+    def apply(
+        self,
+        shift: Callable[[float], None],
+        closure: Callable[[], Tensor],
+        reduce: Callable[[list[float]], list[float]] = list,
+    ) -> int:
         here = float(closure())
         shift(-1.0)
         descent = float(closure())
         shift(2.0)
         ascent = float(closure())
+        here, descent, ascent = reduce([here, descent, ascent])
         best = min((here, 0), (descent, -1), (ascent, 1))[1]
         if best != 1:
             shift(-1.0 if best == 0 else -2.0)
