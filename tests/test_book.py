@@ -1,0 +1,192 @@
+"""The book at smoke size, opened page by page in headless Chromium: math rendered, every image
+loaded, no cell showing an error, internal links resolving; a screenshot of each page under
+``build/book/screenshots/``. Skipped where no Chromium (Debian's ``chromium``) is installed."""
+
+import functools
+import http.server
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urlsplit
+
+import pytest
+
+from lozo_core.book import BOOK_DIR, build, docname
+from lozo_core.notebooks import notebook_paths
+from lozo_core.provenance import REPO_ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM}"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+INSPECT = """async () => {
+  if (window.MathJax && MathJax.startup) await MathJax.startup.promise;
+  const images = Array.from(document.images);
+  await Promise.all(images.map((img) => { img.loading = "eager"; return img.decode().catch(() => null); }));
+  const text = document.body.cloneNode(true);
+  text.querySelectorAll("pre, code, script, style, textarea").forEach((e) => e.remove());
+  const math = Array.from(document.querySelectorAll("span.math, div.math"));
+  return {
+    math: math.length,
+    unrendered: math.filter((e) => !e.querySelector("mjx-container")).map((e) => e.textContent.slice(0, 80)),
+    rawDisplayMath: text.textContent.includes("$$"),
+    images: images.length,
+    broken: images.filter((img) => !(img.complete && img.naturalWidth > 0)).map((img) => img.src),
+    errors: Array.from(document.querySelectorAll(".cell_output .traceback, .cell_output .output.error"))
+      .map((e) => e.textContent.slice(0, 300))
+      .concat(Array.from(document.querySelectorAll(".cell_output"))
+        .filter((e) => e.textContent.includes("Traceback (most recent call last)"))
+        .map((e) => e.textContent.slice(0, 300))),
+    links: Array.from(document.querySelectorAll("a[href]")).map((a) => a.href),
+    ids: Array.from(document.querySelectorAll("[id]")).map((e) => e.id),
+  };
+}"""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def book() -> Path:
+    build(smoke=True)
+    return BOOK_DIR
+
+
+@pytest.fixture(scope="session")
+def site(book):
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(book))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+def pages(book: Path) -> list[str]:
+    """Every HTML page of the site, relative to its root (assets and screenshots aside)."""
+    return sorted(
+        str(p.relative_to(book))
+        for p in book.rglob("*.html")
+        if not any(part.startswith("_") or part == "screenshots" for part in p.parts[-2:])
+    )
+
+
+@pytest.fixture(scope="session")
+def visits(book, site) -> dict[str, dict]:
+    """Each page opened once in Chromium: what the page shows, and a full-page screenshot."""
+    shots = book / "screenshots"
+    shots.mkdir(exist_ok=True)
+    found = {}
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            for page_path in pages(book):
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                outside, script_errors = [], []
+                page.on("pageerror", lambda err, sink=script_errors: sink.append(str(err)))
+                page.route(
+                    "**/*",
+                    lambda route, sink=outside: (
+                        route.continue_()
+                        if route.request.url.startswith(site)
+                        else (sink.append(route.request.url), route.abort())
+                    ),
+                )
+                response = page.goto(site + page_path, wait_until="load")
+                seen = page.evaluate(INSPECT)
+                seen.update(status=response.status, outside=outside, script_errors=script_errors)
+                page.screenshot(path=shots / page_path.replace("/", "__").replace(".html", ".png"), full_page=True)  # fmt: skip
+                found[page_path] = seen
+                page.close()
+        finally:
+            browser.close()
+    return found
+
+
+def test_one_page_per_notebook_and_theory_file(book):
+    expected = {"index.html", "results.html"} | {
+        f"{docname(p)}.html"
+        for p in [*notebook_paths(), *sorted((REPO_ROOT / "theory").glob("*.md"))]
+    }
+    assert expected <= set(pages(book))
+
+
+def test_every_page_loads_without_script_errors_or_outside_requests(visits):
+    for path, seen in visits.items():
+        assert seen["status"] == 200, path
+        assert seen["script_errors"] == [], f"{path}: {seen['script_errors']}"
+        assert seen["outside"] == [], (
+            f"{path} asked for resources outside the site: {seen['outside']}"
+        )
+
+
+def test_math_is_rendered(visits):
+    for path, seen in visits.items():
+        assert seen["unrendered"] == [], (
+            f"{path}: math left to MathJax not typeset: {seen['unrendered']}"
+        )
+        assert not seen["rawDisplayMath"], f"{path}: a raw $$ is left in the text"
+    with_math = [p for p, seen in visits.items() if seen["math"]]
+    assert {"theory/01_estimator.html", "notebooks/01_unbiasedness_and_variance.html"} <= {
+        p for p in with_math
+    }
+
+
+def test_every_image_loads(visits):
+    for path, seen in visits.items():
+        assert seen["broken"] == [], f"{path}: images that did not load: {seen['broken']}"
+    figures = sum(seen["images"] for p, seen in visits.items() if p.startswith("notebooks/"))
+    assert figures > 0, "the notebook pages show no figure at all"
+
+
+def test_no_cell_shows_an_error(visits):
+    for path, seen in visits.items():
+        assert seen["errors"] == [], f"{path}: {seen['errors'][0]}"
+
+
+def test_internal_links_resolve(visits, site):
+    targets = {urldefrag(url) for seen in visits.values() for url in seen["links"]}
+    internal = {(url, fragment) for url, fragment in targets if url.startswith(site)}
+    assert internal, "no internal link found"
+    for url in sorted({url for url, _ in internal}):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200, url
+        except urllib.error.HTTPError as err:
+            pytest.fail(f"internal link {url} answers HTTP {err.code}")
+    for url, fragment in sorted(internal):
+        path = urlsplit(url).path.lstrip("/") or "index.html"
+        if fragment and path in visits:
+            assert unquote(fragment) in visits[path]["ids"], f"{url}#{fragment}: no such anchor"
+
+
+def test_cross_links_reach_the_checking_sections(visits):
+    theory = visits["theory/01_estimator.html"]["links"]
+    assert any("notebooks/01_unbiasedness_and_variance.html#" in url for url in theory)
+    notebook = visits["notebooks/01_unbiasedness_and_variance.html"]["links"]
+    assert any("theory/01_estimator.html#" in url for url in notebook)
+
+
+def test_a_screenshot_per_page(book, visits):
+    shots = {p.name for p in (book / "screenshots").glob("*.png")}
+    assert shots == {p.replace("/", "__").replace(".html", ".png") for p in visits}
