@@ -430,6 +430,16 @@ def results_page(titles: dict[str, str]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def theory_pages() -> dict[Path, Page]:
+    return {
+        path: Page(docname(path), [path.read_text()]) for path in sorted(THEORY_DIR.glob("*.md"))
+    }
+
+
+def notebook_page(path: Path, notebook: nbformat.NotebookNode) -> Page:
+    return Page(docname(path), [c.source for c in notebook.cells if c.cell_type == "markdown"])
+
+
 def _write(path: Path, content: str | bytes, written: set[Path]) -> None:
     """Write ``content`` unless ``path`` already holds it (sphinx-build then skips the page)."""
     data = content.encode() if isinstance(content, str) else content
@@ -445,11 +455,8 @@ def write_source(source: Path, *, smoke: bool) -> None:
     chapters = chapter_files()
     print(f"notebooks ({'smoke' if smoke else 'laptop'} size):")
     runs = {path: nbformat.read(executed(path, smoke=smoke), 4) for path in notebook_paths()}
-    notebooks = {
-        path: Page(docname(path), [c.source for c in nb.cells if c.cell_type == "markdown"])
-        for path, nb in runs.items()
-    }
-    theory = {p: Page(docname(p), [p.read_text()]) for p in sorted(THEORY_DIR.glob("*.md"))}
+    notebooks = {path: notebook_page(path, nb) for path, nb in runs.items()}
+    theory = theory_pages()
     cross_link(theory, notebooks)
     written: set[Path] = set()
     for page in theory.values():
