@@ -35,6 +35,8 @@ from lozo_core.results import SECTIONS
 
 BUILD_DIR = REPO_ROOT / "build"
 BOOK_DIR = BUILD_DIR / "book"
+SOURCE_DIR = BUILD_DIR / "book-src"
+DOCTREE_DIR = BUILD_DIR / "book-doctrees"
 CACHE_DIR = BUILD_DIR / "book-cache"
 THEORY_DIR = REPO_ROOT / "theory"
 
@@ -479,30 +481,30 @@ def write_source(source: Path, *, smoke: bool) -> None:
         stale.unlink()
 
 
-def build(*, smoke: bool, out: Path = BOOK_DIR) -> Path:
-    """Write the source to ``OUT-src/``, run sphinx-build into ``out`` (emptied first, so it
-    holds exactly the current pages; doctrees in ``OUT-doctrees/`` keep it incremental), and
-    return ``out/index.html``. Any Sphinx warning (a broken link, a missing section) fails."""
-    source = out.with_name(f"{out.name}-src")
-    write_source(source, smoke=smoke)
-    shutil.rmtree(out, ignore_errors=True)
-    doctrees = out.with_name(f"{out.name}-doctrees")
+def build(*, smoke: bool) -> Path:
+    """Write the source to ``build/book-src/``, run sphinx-build into ``build/book/`` (emptied
+    first, so it holds exactly the current pages; the doctrees in ``build/book-doctrees/`` keep
+    the build incremental), and return its ``index.html``. Any Sphinx warning fails the build:
+    a broken link, a missing cross-reference target, a page outside every chapter."""
+    write_source(SOURCE_DIR, smoke=smoke)
+    shutil.rmtree(BOOK_DIR, ignore_errors=True)
     command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q"]
     print("sphinx-build ...", flush=True)
-    done = subprocess.run([*command, "-d", str(doctrees), str(source), str(out)], check=False)
+    done = subprocess.run(
+        [*command, "-d", str(DOCTREE_DIR), str(SOURCE_DIR), str(BOOK_DIR)], check=False
+    )
     if done.returncode != 0:
         raise RuntimeError(f"sphinx-build exited with {done.returncode}; its messages are above")
-    return out / "index.html"
+    return BOOK_DIR / "index.html"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help=f"smoke size (as {SMOKE_ENV}=1)")
-    parser.add_argument("--out", type=Path, default=BOOK_DIR, help="site folder (build/book)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        index = build(smoke=args.smoke or is_smoke(), out=args.out.resolve())
+        index = build(smoke=args.smoke or is_smoke())
     except (RuntimeError, ValueError) as err:
         print(f"book not built: {err}", file=sys.stderr)
         return 1
