@@ -193,7 +193,10 @@ class Page:
 
     @property
     def title(self) -> str:
-        return next(t for text in self.texts for _, level, t in _headings(text) if level == 1)
+        titles = [t for text in self.texts for _, level, t in _headings(text) if level == 1]
+        if not titles:
+            raise ValueError(f"{self.docname}: no level-1 heading, expected one as its title")
+        return titles[0]
 
     def find(self, prefix: str) -> tuple[int, int, str]:
         """``(text, line, title)`` of the one heading whose title starts with ``prefix``."""
