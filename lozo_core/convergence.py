@@ -64,31 +64,33 @@ def _as_array(name: str, value) -> np.ndarray:
 def verdict(claim: str, measured, bound, *, stderr=0.0, z: float = 3.0, rtol: float = 0.0):
     r"""A bound claim: holds iff :math:`\text{measured} - z\,\text{stderr} \le \text{bound}\,(1+\text{rtol})` everywhere.
 
-    ``measured``, ``bound`` and ``stderr`` are numbers or arrays of one shape (e.g. one entry per
-    T). A non-finite measurement (a diverged run) fails. ``ratio`` is the largest
+    ``measured``, ``bound`` (>= 0) and ``stderr`` are numbers or arrays of one shape (e.g. one
+    entry per T). A non-finite measurement (a diverged run) fails. ``ratio`` is the largest
     measured/bound; ``measured`` and ``predicted`` are reported where the margin is smallest.
     """
     m, b = _as_array("measured", measured), _as_array("bound", bound)
     se = np.broadcast_to(_as_array("stderr", stderr), m.shape)
     if m.shape != b.shape:
         raise ValueError(f"measured and bound must have one shape, got {m.shape} and {b.shape}")
-    if np.any(b <= 0) or not np.all(np.isfinite(b)):
-        raise ValueError(f"bound must be finite and > 0, got {b[(b <= 0) | ~np.isfinite(b)][0]!r}")
+    if np.any(b < 0) or not np.all(np.isfinite(b)):
+        raise ValueError(f"bound must be finite and >= 0, got {b[(b < 0) | ~np.isfinite(b)][0]!r}")
     if z < 0 or rtol < 0 or np.any(se < 0):
         raise ValueError(f"z, rtol and stderr must be >= 0, got z={z}, rtol={rtol}")
     if not np.all(np.isfinite(m)):
         i = int(np.argmin(np.isfinite(m)))
         return Verdict(claim, False, float(m[i]), float(b[i]), math.inf, "the run diverged")
-    excess = (m - z * se) / (b * (1 + rtol))
+    excess = m - z * se - b * (1 + rtol)
     i = int(np.argmax(excess))
-    holds = bool(excess[i] <= 1)
-    ratio = float(np.max(m / b))
+    holds = bool(excess[i] <= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(b > 0, m / np.where(b > 0, b, 1), np.where(m > 0, np.inf, 0.0))
+    ratio = float(np.max(ratios))
     where = f" at point {i + 1} of {m.size}" if m.size > 1 else ""
-    margin = f" - {z:g} SE" if np.any(se > 0) else ""
-    limit = f"{1 + rtol:.3g}" if rtol else "1"
+    margin = f" - {z:g} SE ({se[i]:.2g})" if np.any(se > 0) else ""
+    limit = f"bound × {1 + rtol:.3g}" if rtol else "bound"
     reason = (
-        f"(measured{margin})/bound = {excess[i]:.3g} {'<=' if holds else '>'} {limit}{where}; "
-        f"largest measured/bound {ratio:.3g}"
+        f"measured{margin} = {m[i] - z * se[i]:.4g} {'<=' if holds else '>'} {limit} = "
+        f"{b[i] * (1 + rtol):.4g}{where}; largest measured/bound {ratio:.3g}"
     )
     return Verdict(claim, holds, float(m[i]), float(b[i]), ratio, reason)
 

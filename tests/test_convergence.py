@@ -107,8 +107,9 @@ def test_verdict_rejects_bad_input_and_diverged_runs():
     assert not verdict("diverged", [1.0, math.inf], [2.0, 2.0]).holds
     with pytest.raises(ValueError, match="one shape"):
         verdict("x", [1.0, 2.0], [1.0])
-    with pytest.raises(ValueError, match="bound must be finite and > 0"):
-        verdict("x", 1.0, 0.0)
+    with pytest.raises(ValueError, match="bound must be finite and >= 0"):
+        verdict("x", 1.0, -1.0)
+    assert verdict("exact zero", 0.0, 0.0).holds and not verdict("exact zero", 1e-9, 0.0).holds
     with pytest.raises(ValueError, match="stderr must be finite and > 0"):
         agrees("x", 1.0, 1.0, 0.0)
 
