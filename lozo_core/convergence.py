@@ -61,7 +61,9 @@ def _as_array(name: str, value) -> np.ndarray:
     return array
 
 
-def verdict(claim: str, measured, bound, *, stderr=0.0, z: float = 3.0, rtol: float = 0.0):
+def verdict(
+    claim: str, measured, bound, *, stderr=0.0, z: float = 3.0, rtol: float = 0.0
+) -> Verdict:
     r"""A bound claim: holds iff :math:`\text{measured} - z\,\text{stderr} \le \text{bound}\,(1+\text{rtol})` everywhere.
 
     ``measured``, ``bound`` (>= 0) and ``stderr`` are numbers or arrays of one shape (e.g. one
@@ -215,7 +217,7 @@ def expected_loss(h: Tensor, e0: Tensor, lr: float, kernel: Tensor, steps: int) 
     return np.array(out)
 
 
-def spectral_radius(A: Tensor) -> float:
+def _spectral_radius(A: Tensor) -> float:
     return float(torch.linalg.eigvals(A).abs().max())
 
 
@@ -228,11 +230,11 @@ def stability_threshold(h: Tensor, kernel: Tensor, tol: float = 1e-10) -> float:
     """
     lo = safe_step(diagonal_descent_constant(h, kernel))
     hi = 2 * lo
-    while spectral_radius(second_moment_map(h, hi, kernel)) <= 1:
+    while _spectral_radius(second_moment_map(h, hi, kernel)) <= 1:
         lo, hi = hi, 2 * hi
     while hi - lo > tol * hi:
         mid = (lo + hi) / 2
-        if spectral_radius(second_moment_map(h, mid, kernel)) <= 1:
+        if _spectral_radius(second_moment_map(h, mid, kernel)) <= 1:
             lo = mid
         else:
             hi = mid
@@ -302,9 +304,6 @@ class MatrixProblem(nn.Module):
         with torch.enable_grad():
             (g,) = torch.autograd.grad(self.loss(), self.weight)
         return g
-
-    def grad_sq_norm(self) -> float:
-        return float(self.gradient().pow(2).sum())
 
 
 class DiagonalQuadratic(MatrixProblem):
@@ -442,10 +441,6 @@ class Trajectory:
     grad_sq: list[float]
     subspace_sq: list[float] = field(default_factory=list)
     curvature: list[float] = field(default_factory=list)
-
-    @property
-    def running_mean_grad_sq(self) -> list[float]:
-        return list(np.cumsum(self.grad_sq) / np.arange(1, len(self.grad_sq) + 1))
 
     def certified_sum(self, lr: float) -> np.ndarray:
         r""":math:`\sum_{s\le t} \|\nabla f_sV_s\|^2/r\,(1-\eta\kappa_s/2)`, which lazy LOZO keeps below :math:`(f_0-f^*)/\eta`."""
