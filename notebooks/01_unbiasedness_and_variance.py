@@ -48,6 +48,7 @@ from lozo_core.moments import (
 from lozo_core.provenance import banner, pick
 
 sns.set_theme(style="whitegrid", context="notebook")
+torch.set_num_threads(1)  # tensors here are tiny: a second thread only adds contention
 SEED = 0
 banner(notebook="01_unbiasedness_and_variance", seed=SEED, dtype="float64")
 

@@ -41,6 +41,7 @@ from lozo_core.rng import stream
 from lozo_core.subspace import captured_energy, project_coordinates
 
 sns.set_theme(style="whitegrid")
+torch.set_num_threads(1)  # tensors here are tiny: a second thread only adds contention
 banner(notebook="03_subspace_view", dtype="float64", seeds=pick(6, 2))
 
 # %% [markdown]
