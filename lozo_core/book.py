@@ -132,13 +132,13 @@ CHECKS = (
     Check("02", "The interval ν", "06", "6.5"),
     Check("02", "LOZO-M", "03", "3.4"),
     Check("02", "The random stream", "03", "3.5"),
-    Check("03", "Proved here", "04", "Claim 1"),
-    Check("03", "Proved here", "04", "Claim 2"),
-    Check("03", "Proved here", "04", "Claim 3"),
-    Check("03", "Proved here", "04", "Claim 6"),
-    Check("03", "Cited, not reproduced", "04", "Claim 4"),
-    Check("03", "Cited, not reproduced", "04", "Claim 5"),
-    Check("03", "Where the bound is tight", "04", "Where the theory is loose"),
+    Check("03", "Quadratics", "04", "Claim 1"),
+    Check("03", "Quadratics", "04", "Claim 2"),
+    Check("03", "Step sizes", "04", "Claim 3"),
+    Check("03", "$L$-smooth", "04", "Claim 6"),
+    Check("03", "Lazy intervals", "04", "Claim 4"),
+    Check("03", "LOZO-M", "04", "Claim 5"),
+    Check("03", "Where the bounds are tight", "04", "Where the theory is loose"),
 )
 
 # (README results section in lozo_core.results.SECTIONS, heading, the notebook that reads it)

@@ -26,6 +26,7 @@ Draws are float32 on the parameter's device, widened to float64 for float64 para
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,9 @@ DIRECTION_KEY, V_KEY, MASK_KEY = 0, 1, 2
 @cache
 def _draw_pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="draw")
+
+
+os.register_at_fork(after_in_child=_draw_pool.cache_clear)  # a forked child has no pool threads
 
 
 def prefetched(draw: Callable[[int], object], count: int) -> Iterator:
