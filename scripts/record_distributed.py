@@ -9,6 +9,7 @@ steps of each method: ``mezo`` (in-place), ``lozo`` (side-path, doubled batch), 
 wall time is the step time, and :func:`lozo_core.distributed.count_traffic` the all-reduce
 payload of each step (on a ring each process sends and receives about 2(N-1)/N times it). After
 the last step every process hashes its weights: ``ranks_identical`` says whether they agree.
+``load_average_1min`` (before and after each method) shows how busy the machine was.
 Rank 0 writes ``data/results/distributed/cpu_<model>_n<N>_b<B>x<T>.json`` with the command and
 machine. Run it under ``flock /tmp/lozo-heavy.lock`` on a shared machine.
 """
@@ -94,6 +95,7 @@ def measure(args: argparse.Namespace, method: str) -> dict:
     ids = torch.randint(0, model.config.vocab_size, (args.batch_size, args.seq_len), generator=g)
     ids = ids[distributed.shard(args.batch_size, group)]
     step = method_step(method, model, ids, group)
+    load_before = os.getloadavg()[0]
     for _ in range(args.warmup):
         step()
     times, traffic = [], []
@@ -119,6 +121,7 @@ def measure(args: argparse.Namespace, method: str) -> dict:
         "allreduce_bytes_per_step": traffic[0][0], "allreduce_calls_per_step": traffic[0][1],
         "parameters": sum(p.numel() for p in model.parameters()),
         "ranks_identical": len(set(fingerprints)) == 1,
+        "load_average_1min": [load_before, os.getloadavg()[0]],
     }  # fmt: skip
 
 
