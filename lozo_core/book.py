@@ -90,7 +90,7 @@ CHAPTERS = (
     ),
     Chapter(
         "V. Fine-tuning",
-        ("notebooks/05", "notebooks/06"),
+        ("notebooks/05", "notebooks/06", "notebooks/08"),
         "SmolLM2-135M on SST-2 and RTE on CPU: LOZO next to MeZO, the ZO-Bench optimizers and "
         "first-order Adam, from recorded runs with gains over zero-shot paired by seed; then "
         "MeZO's full protocol with learning rates chosen on validation.",
