@@ -15,8 +15,8 @@
 # version of that grid recorded on CPU — SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized to fp32);
 # schemes **full**, **LoRA** (rank 8 on the query and value projections) and **prefix** (10
 # virtual tokens); **MeZO**, **LOZO** (rank 2, ν = 50) and **FO-Adam**; **SST-2** (label words),
-# **COPA** (two continuations, each scored by its mean log-probability) and **CB** (three label
-# words after a premise and a hypothesis); three seeds. It runs nothing: the plan is
+# **COPA** (two continuations, each scored by its mean log-probability) and **WiC** (Yes / No:
+# does a word mean the same in two sentences); three seeds. It runs nothing: the plan is
 # `scripts/schemes_grid.toml`, the runs are in `data/results/schemes_grid/`, and
 # `python scripts/campaign.py --plan scripts/schemes_grid.toml run --commit` records what is
 # missing (the plan's header says what was scaled down from MeZO's protocol and why).
@@ -60,7 +60,8 @@ print(
 # %% [markdown]
 # ## 8.1 What is recorded
 #
-# One row per (task, scheme, optimizer): how many of its planned seeds have finished. A cell
+# One row per (task, plan block, scheme, optimizer): how many of its planned seeds have finished
+# (block `whole-dev` is the task-alignment zero-shot on the whole SST-2 dev split). A cell
 # with fewer than three seeds is shown below with the seeds it has; a cell with none is shown
 # empty — never as a number. The learning rates come from the sweep on SST-2 (one seed, three
 # rates spanning 10× per scheme and optimizer, chosen on validation accuracy); LOZO's rates
@@ -69,7 +70,7 @@ print(
 # %%
 coverage = (
     planned.assign(done=planned.state == "done")
-    .groupby(["task", "scheme", "optimizer"], sort=False)
+    .groupby(["task", "block", "scheme", "optimizer"], sort=False)
     .agg(planned=("seed", "size"), finished=("done", "sum"))
     .reset_index()
 )
@@ -79,10 +80,12 @@ coverage["recorded"] = np.where(
 )  # fmt: skip
 print(coverage.to_string(index=False))
 choices = sweep_choices()
-print(
-    "\nchosen learning rates (sweep on SST-2 validation):",
-    {k: v["chosen_lr"] for k, v in choices.items()} or "none yet — the sweep has not finished",
-)
+sweep = pd.DataFrame(
+    [{"scheme/optimizer": key, "chosen": r["lr"] == c["chosen_lr"]} | r
+     for key, c in choices.items() for r in c["results"]]
+)  # fmt: skip
+print(sweep.to_string(index=False) if len(sweep) else "The learning-rate sweep has not run yet.")
+
 
 # %% [markdown]
 # ## 8.2 Gain over zero-shot: scheme × optimizer, one panel per task
@@ -95,7 +98,7 @@ print(
 
 # %%
 TASKS, SCHEMES, OPTIMIZERS = (
-    ["sst2", "copa", "cb"],
+    ["sst2", "copa", "wic"],
     ["full", "lora", "prefix"],
     ["mezo", "lozo", "fo-adam"],
 )

@@ -49,6 +49,7 @@ ESTIMATE = {  # AMD EPYC (AVX2), fp32, batch 16
     "step": {"mezo": 7.5, "fo-adam": 3.5, "default": 3.5},  # seconds per optimizer step
     "example": 0.12,  # seconds per evaluated example (SST-2: 500 in a minute)
     "load": 30.0,  # seconds to start a chunk: interpreter, model, data
+    "task": 1.0,  # a task's step time relative to the step entries (longer prompts, more rows)
 }
 
 
@@ -66,8 +67,9 @@ def results_dir(plan: dict) -> Path:
 
 
 def _guess(plan: dict, what: str, *keys: str) -> float:
-    """The plan's ``[estimate]`` seconds (``step``, ``example`` or ``load``) for the first of
-    ``keys`` it names (most specific first), else the built-in guess."""
+    """The plan's ``[estimate]`` of ``what`` (seconds per ``step``, per evaluated ``example``, to
+    ``load``; a ``task``'s step-time factor) for the first of ``keys`` it names (most specific
+    first), else the built-in guess."""
     table = plan.get("estimate", {}).get(what, ESTIMATE[what])
     if not isinstance(table, dict):
         return float(table)
@@ -111,7 +113,7 @@ class Item:
         task, optimizer = self.args["task"], self.args["optimizer"]
         scheme = self.args.get("scheme", "full")
         keys = (f"{task}/{scheme}/{optimizer}", f"{scheme}/{optimizer}", optimizer)
-        per_step = _guess(self.plan, "step", *keys)
+        per_step = _guess(self.plan, "step", *keys) * _guess(self.plan, "task", task)
         trajectory = self.folder / "trajectory.json"
         if trajectory.exists():
             times = json.loads(trajectory.read_text())["times"]
