@@ -110,11 +110,11 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def cost_per_scheme(recorded: list[dict]) -> list[dict]:
-    """Per (scheme, optimizer) over recorded runs on the grid's model: trainable parameters,
-    the largest peak memory of a run's last process, and seconds per training step."""
+    """Per (scheme, optimizer) over recorded runs: trainable parameters, the largest peak memory
+    of a run's last process, and the median seconds per training step (None for zero-shot)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in recorded:
-        if r["optimizer"] != "zero-shot" and "peak_mem_bytes" in r:
+        if "peak_mem_bytes" in r:
             groups.setdefault((r["scheme"], r["optimizer"]), []).append(r)
     return [
         {
@@ -123,7 +123,9 @@ def cost_per_scheme(recorded: list[dict]) -> list[dict]:
             "runs": len(group),
             "trainable_parameters": group[0]["trainable_parameters"],
             "peak_memory_MiB": max(r["peak_mem_bytes"] for r in group) / 2**20,
-            "seconds_per_step": statistics.median(r["train_time_s"] / r["steps"] for r in group),
+            "seconds_per_step": statistics.median(r["train_time_s"] / r["steps"] for r in group)
+            if group[0]["steps"]
+            else None,
         }  # fmt: skip
         for (scheme, optimizer), group in sorted(groups.items())
     ]

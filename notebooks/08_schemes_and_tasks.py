@@ -152,7 +152,7 @@ print(table.to_string() if len(table) else "No trained cell of the grid is recor
 #
 # Trainable parameters, the peak memory of each run's last process (resident set size, which
 # includes the 135M frozen weights every scheme keeps, and the evaluation), and the median seconds
-# per step, from the recorded runs. A zeroth-order step costs about the same forward passes
+# per step, from the recorded runs (zero-shot rows: evaluation only). A zeroth-order step costs about the same forward passes
 # whatever trains; a first-order step's memory grows with what it must keep for the backward pass
 # and Adam's two moments per trainable parameter.
 
@@ -161,7 +161,7 @@ costs = pd.DataFrame(cost_per_scheme(recorded))
 print(
     costs.round(2).to_string(index=False)
     if len(costs)
-    else "No trained run is recorded yet: parameters and memory per scheme appear here once one is."
+    else "No run is recorded yet: parameters and memory per scheme appear here once one is."
 )
 
 # %% [markdown]

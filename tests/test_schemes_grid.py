@@ -36,7 +36,8 @@ def record(root, run, optimizer, scheme, seed, accuracy, **extra):
 
 
 def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_path):
-    record(tmp_path, "copa/zero-shot-full_s0", "zero-shot", "full", 0, 0.50)
+    record(tmp_path, "copa/zero-shot-full_s0", "zero-shot", "full", 0, 0.50, steps=0,
+           trainable_parameters=9, peak_mem_bytes=2**20, train_time_s=0.0)  # fmt: skip
     record(tmp_path, "copa/zero-shot-prefix_s0", "zero-shot", "prefix", 0, 0.40)
     cost = {"trainable_parameters": 7, "peak_mem_bytes": 2**30, "train_time_s": 10.0, "steps": 5}
     record(tmp_path, "copa/lozo-lora_s0", "lozo", "lora", 0, 0.60, **cost)
@@ -46,7 +47,12 @@ def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_pat
     assert {r["run"]: r["block"] for r in recorded}["copa/lozo-lora_s0"] == "lora"
     by_run = {(g["scheme"], g["seed"]): g["gain"] for g in gains(recorded)}
     assert by_run == {("lora", 0): pytest.approx(0.10), ("prefix", 0): pytest.approx(0.05)}
-    (lora, prefix) = cost_per_scheme(recorded)
+    (zero, lora, prefix) = cost_per_scheme(recorded)
+    assert (zero["optimizer"], zero["seconds_per_step"], zero["peak_memory_MiB"]) == (
+        "zero-shot",
+        None,
+        1.0,
+    )
     assert (lora["scheme"], prefix["runs"], prefix["peak_memory_MiB"], prefix["seconds_per_step"]) == (
         "lora", 2, 1024.0, 2.0,
     )  # fmt: skip
