@@ -180,10 +180,10 @@ print(
 #   the lazy restriction is as strict as ever — while $U$ ($8\times 2$) covers a quarter of the
 #   column space.
 #
-# Per step, LOZO's $\mathbb E\|\hat g\|^2$ exceeds MeZO's by $2(m+n+1)/r\cdot\|G\|^2$: half a
-# percent of MeZO's $(mn+2)\|G\|^2$ on a full projection, 13% on a LoRA factor. What LOZO saves
-# is memory and perturbation cost, and an adapter is already small, so the grid's LoRA row tests
-# whether anything is left of LOZO's case there.
+# Per step, LOZO's $\mathbb E\|\hat g\|^2$ exceeds MeZO's by $2(m+n+1)/r\cdot\|G\|^2$: under
+# 1% of MeZO's $(mn+2)\|G\|^2$ on a full projection (0.3% on $576\times 576$), 13% on a LoRA
+# factor. What LOZO saves is memory and perturbation cost, and an adapter is already small, so the
+# grid's LoRA row tests whether anything is left of LOZO's case there.
 #
 # Measured here on the adapter shapes of the model (`peft` on the architecture; at smoke size a
 # tiny OPT): the Monte Carlo share of a random gradient's energy in span($V$), against $r/n$.
