@@ -112,7 +112,7 @@ class Item:
             return 0.0
         task, optimizer = self.args["task"], self.args["optimizer"]
         scheme = self.args.get("scheme", "full")
-        keys = (f"{task}/{scheme}/{optimizer}", f"{scheme}/{optimizer}", optimizer)
+        keys = (f"{scheme}/{optimizer}", optimizer)
         per_step = _guess(self.plan, "step", *keys) * _guess(self.plan, "task", task)
         trajectory = self.folder / "trajectory.json"
         if trajectory.exists():
