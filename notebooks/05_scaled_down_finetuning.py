@@ -29,6 +29,7 @@
 # accuracy; `06_full_finetuning_results` holds the GPU-scale protocol.
 
 # %%
+import copy
 import tempfile
 from pathlib import Path
 
@@ -36,6 +37,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from lozo_core.models import load_model
 from lozo_core.optim.table import TABLE, Hyper, forward_equivalents
 from lozo_core.provenance import banner, pick
 from lozo_core.results import OPTIMIZER_ORDER, finetune_markdown, finetune_rows, load
@@ -44,13 +46,16 @@ from lozo_core.train import TrainConfig, train
 sns.set_theme(style="whitegrid")
 
 # %% [markdown]
-# ## 5.1 Live: a few steps of each method
+# ## 5.1 Live: a few steps of LOZO and MeZO
 #
-# At the smoke size this runs on a random-init tiny OPT (with MiniLM's tokenizer) just to show
-# the loop; at the demo size it fine-tunes SmolLM2 for a handful of steps.
+# Both start from the same weights and see the same batches; watch the zero-shot accuracy, the
+# accuracy after a handful of steps, and the seconds per step. At the demo size this is SmolLM2
+# on 32 dev sentences; at the smoke size a random-init tiny OPT (with MiniLM's tokenizer), just
+# to show the loop. Accuracy after five steps on 32 sentences is mostly noise: the evidence is
+# the recorded runs below, which also hold the other seven optimizers.
 
 # %%
-live_model, live_steps = pick(("smollm2-135m", 10), ("tiny-opt", 4))
+live_model, live_steps, live_eval = pick(("smollm2-135m", 5, 32), ("tiny-opt", 4, 16))
 banner(
     notebook="05_scaled_down_finetuning",
     live_model=live_model,
@@ -58,11 +63,14 @@ banner(
     task="sst2",
     k_shot=8,
     batch=8,
+    eval_examples=live_eval,
     seed=0,
 )
-live = {}
+loaded = load_model(live_model)
+pretrained = copy.deepcopy(loaded.model.state_dict())
 with tempfile.TemporaryDirectory() as tmp:
-    for optimizer, lr in [("lozo", 1e-4), ("mezo", 5e-5), ("fo-adam", 1e-5)]:
+    for optimizer, lr in [("lozo", 1e-4), ("mezo", 5e-5)]:
+        loaded.model.load_state_dict(pretrained)
         cfg = TrainConfig(
             model=live_model,
             optimizer=optimizer,
@@ -71,13 +79,12 @@ with tempfile.TemporaryDirectory() as tmp:
             eval_every=live_steps,
             k_shot=8,
             batch_size=8,
-            eval_examples=pick(64, 16),
+            eval_examples=live_eval,
             engine="sidepath" if optimizer.startswith("lozo") else "inplace",
         )
-        summary = train(cfg, Path(tmp) / optimizer)
-        live[optimizer] = summary
+        summary = train(cfg, Path(tmp) / optimizer, loaded=loaded)
         print(
-            f"{optimizer:8s} zero-shot {summary['zero_shot_accuracy']:.3f} -> {summary['final_eval_accuracy']:.3f} after {live_steps} steps ({summary['wall_time_s']:.0f} s) [{summary['model_source']}]"
+            f"{optimizer:5s} zero-shot {summary['zero_shot_accuracy']:.3f} -> {summary['final_eval_accuracy']:.3f} after {live_steps} steps, {summary['train_time_s'] / live_steps:.2f} s/step [{summary['model_source']}]"
         )
 
 # %% [markdown]
