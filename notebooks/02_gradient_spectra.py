@@ -66,7 +66,15 @@ task = T.get_task("sst2")
 pool = T.k_shot(task.split("train"), 32, 13)
 candidates = S.label_token_ids(loaded.tokenizer, task)
 sizes = pick([1, 4, 16], [1, 4])
-sampled = lambda grads: {n: g for n, g in grads.items() if (layer_index(n) or 1) % 5 == 0}
+
+
+def sampled(grads: dict) -> dict:
+    """The gradients of the matrices in blocks 0, 5, 10, …"""
+    return {
+        n: g for n, g in grads.items() if layer_index(n) is not None and layer_index(n) % 5 == 0
+    }
+
+
 rows = []
 for B in sizes:
     batch = S.encode(loaded.tokenizer, pool[:B])
