@@ -256,20 +256,20 @@ if not spectra.empty:
 # %% [markdown]
 # ## 2.4 Along a short fine-tuning run
 #
-# LOZO (rank 2, lr 1e-4) fine-tunes the model for a few steps on the same prompts; the gradient
+# LOZO (rank 2, lr 1e-4) fine-tunes the model for a few steps on 8 other prompts; the gradient
 # spectra of the same blocks' matrices are recomputed at checkpoints on a fixed batch of 16.
 
 # %%
 from lozo_core.optim import LOZO, PairedClosure  # noqa: E402
 
 probe = S.encode(loaded.tokenizer, pool[:16])
-train_batch = S.encode(loaded.tokenizer, pool[16:32])
+train_batch = S.encode(loaded.tokenizer, pool[16:24])
 opt = LOZO(loaded.model, lr=1e-4, rank=2, interval=50, seed=0)
 closure = PairedClosure(
     lambda b: S.per_example_loss(loaded.model, b, candidates), train_batch, S.Batch.doubled
 )
 along = []
-checkpoints = pick([0, 5, 10], [0, 2, 4])
+checkpoints = pick([0, 3, 6], [0, 2, 4])
 for step in range(checkpoints[-1] + 1):
     if step in checkpoints:
         loss = S.per_example_loss(loaded.model, probe, candidates).mean()
@@ -282,7 +282,7 @@ for step in range(checkpoints[-1] + 1):
                     "kind": r["kind"],
                     "stable_rank": r["stable_rank"],
                     "top_1": r["energy_top"]["1"],
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                 }
             )
     if step < checkpoints[-1]:
