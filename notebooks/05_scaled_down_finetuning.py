@@ -51,11 +51,11 @@ sns.set_theme(style="whitegrid")
 # Both start from the same weights and see the same batches; watch the zero-shot accuracy, the
 # accuracy after a handful of steps, and the seconds per step. At the demo size this is SmolLM2
 # on 32 dev sentences; at the smoke size a random-init tiny OPT (with MiniLM's tokenizer), just
-# to show the loop. Accuracy after five steps on 32 sentences is mostly noise: the evidence is
+# to show the loop. Accuracy after three steps on 32 sentences is mostly noise: the evidence is
 # the recorded runs below, which also hold the other seven optimizers.
 
 # %%
-live_model, live_steps, live_eval = pick(("smollm2-135m", 5, 32), ("tiny-opt", 4, 16))
+live_model, live_steps, live_eval = pick(("smollm2-135m", 3, 32), ("tiny-opt", 3, 16))
 banner(
     notebook="05_scaled_down_finetuning",
     live_model=live_model,
