@@ -43,12 +43,27 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu() -> dict:
+    """CPU model and the flags that decide whether bf16 pays (from ``/proc/cpuinfo``)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"cpu_model": platform.processor() or platform.machine(), "cpu_flags": []}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), platform.machine())  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
+
+
 def machine() -> dict:
     """A plain description of this machine and software stack."""
     info = {
         "hostname": platform.node(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        **cpu(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
