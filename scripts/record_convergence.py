@@ -70,11 +70,11 @@ SETTINGS = (
 
 
 def logistic_data() -> tuple[torch.Tensor, torch.Tensor, str]:
-    from lozo_core import data as D
     from lozo_core.models import load_model, sentence_embeddings
+    from lozo_core.tasks import get_task, k_shot
 
     encoder = load_model("minilm-l6")
-    sample = D.k_shot(D.glue_split("sst2", "train"), LOGISTIC_SAMPLES // 2, LOGISTIC_DATA_SEED)
+    sample = k_shot(get_task("sst2").split("train"), LOGISTIC_SAMPLES // 2, LOGISTIC_DATA_SEED)
     features = sentence_embeddings(encoder, [ex.text.removesuffix(" It was") for ex in sample])
     labels = torch.tensor([ex.label for ex in sample])
     return features, labels, encoder.source
