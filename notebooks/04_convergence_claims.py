@@ -56,7 +56,7 @@ from lozo_core.results import load
 
 sns.set_theme(style="whitegrid")
 torch.set_num_threads(1)  # tensors here are tiny: a second thread only adds contention
-SEEDS, T = pick(12, 3), pick(300, 40)
+SEEDS, T = pick(8, 3), pick(200, 40)
 banner(notebook="04_convergence_claims", seeds=SEEDS, steps=T, dtype="float64")
 RECORDED = {record["name"]: record for record in load("convergence")}
 
@@ -145,7 +145,7 @@ for spectrum, p in problems.items():
                 ].pow(2)
             ).sum()
         )
-        for _ in range(pick(4_000, 600))
+        for _ in range(pick(3_000, 600))
     ]
     constants[spectrum] = C
     mc[spectrum] = mean_and_stderr(x)
@@ -234,7 +234,7 @@ for name, (spectrum, K, _) in cases.items():
 
 # %%
 mults = [0.7, 1.0, 1.4, 2.0]
-trials, horizon = pick(6, 3), pick(150, 30)
+trials, horizon = pick(6, 3), pick(100, 30)
 fig, ax = plt.subplots(figsize=(6.5, 4))
 shares, markov, binomial = [], [], []
 for name, (spectrum, K, make_opt) in cases.items():
@@ -537,3 +537,55 @@ print(f"features: {record['problem']['features']}; recorded: {record['command']}
 # * LOZO-M's step is η; comparing it at η(1−β) understates it tenfold.
 # * For smooth non-quadratic $f$ only the weaker bound with $\varepsilon$ terms is proved, and it
 #   holds with room to spare.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. For the $4\times3$ diagonal Hessian with entries $h_{ab}=a+b+1$, compute the exact LGE descent
+#    constant at $r=1$ from the formula $\max_{ab}[\operatorname{tr}H+2h_{ab}+\frac2r(R_a+C_b+h_{ab})]$
+#    by hand (in code), check it against `diagonal_descent_constant`, and say how much larger a step
+#    it allows than the isotropic bound.
+# 2. With `lazy_gradient_sum`, find the longest interval ν (a power of two) at which lazy LOZO on the
+#    isotropic $24\times32$, $r=2$ quadratic of claim 4 stays within 10% of the ν = 1 bound in the
+#    limit of long runs. Compare it with $rm$.
+# 3. LOZO-M with ν = 1 refreshes at every step. What is its steady-state mean step as a multiple of
+#    η? Derive it from the recursion of claim 5 and check it with `predicted_mean_step`.
+
+# %% tags=["hide-cell"]
+h_ex = torch.tensor([[a + b + 1.0 for b in range(3)] for a in range(4)], dtype=torch.float64)
+R_ex, C_ex = h_ex.sum(1), h_ex.sum(0)
+by_hand = max(
+    float(h_ex.sum() + 2 * h_ex[a, b] + 2 * (R_ex[a] + C_ex[b] + h_ex[a, b]))
+    for a in range(4)
+    for b in range(3)
+)
+exact_ex = diagonal_descent_constant(h_ex, lge_entry_kernel(4, 3, 1))
+isotropic_ex = lge_descent_constant(4, 3, 1, float(h_ex.max()))
+print(
+    f"exact C = {exact_ex:.1f}, isotropic bound {isotropic_ex:.1f}: a step {isotropic_ex / exact_ex:.2f}x larger"
+)
+assert math.isclose(by_hand, exact_ex) and exact_ex < isotropic_ex
+
+# %% tags=["hide-cell"]
+m_ex, n_ex, r_ex = 24, 32, 2
+C_iso = lge_descent_constant(m_ex, n_ex, r_ex, 1.0)
+
+
+def limit_ratio(nu):
+    total = lazy_gradient_sum(m_ex, n_ex, r_ex, nu, 1 / C_iso, 60 * nu + 6000, draws=4_000)
+    return total[-1] / (2 * C_iso)
+
+
+ratios_ex = {nu: limit_ratio(nu) for nu in (1, 2, 4, 8, 16, 32, 64)}
+longest = max(nu for nu, ratio in ratios_ex.items() if ratio <= 1.1)
+print(
+    {nu: round(ratio, 3) for nu, ratio in ratios_ex.items()},
+    f"-> ν = {longest}, rm = {r_ex * m_ex}",
+)
+assert np.all(np.diff(list(ratios_ex.values())) > 0)
+assert longest < r_ex * m_ex
+
+# %% tags=["hide-cell"]
+steady = (1 - beta) / (1 - beta * 2 / 32)
+print(f"LOZO-M, ν = 1, β = {beta}: steady mean step {steady:.4f} η (r/n = 2/32)")
+assert abs(predicted_mean_step(beta, 1, 5_000) - steady) < 1e-3
