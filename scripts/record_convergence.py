@@ -159,7 +159,9 @@ def record(
         per_seed = list(
             pool.map(
                 one_seed,
-                *zip(*[(setting, shape, logistic, constants["lr"], steps, s) for s in range(seeds)]),
+                *zip(
+                    *[(setting, shape, logistic, constants["lr"], steps, s) for s in range(seeds)]
+                ),
             )
         )
     grad_sq_sum, certified_sum, final_loss = (list(column) for column in zip(*per_seed))
