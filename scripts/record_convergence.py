@@ -19,6 +19,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -156,15 +157,11 @@ def record(
         gap = float(problem.loss()) - problem.f_star
     start = time.perf_counter()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        per_seed = list(
-            pool.map(
-                one_seed,
-                *zip(
-                    *[(setting, shape, logistic, constants["lr"], steps, s) for s in range(seeds)]
-                ),
-            )
-        )
-    grad_sq_sum, certified_sum, final_loss = (list(column) for column in zip(*per_seed))
+        run_seed = partial(one_seed, setting, shape, logistic, constants["lr"], steps)
+        per_seed = list(pool.map(run_seed, range(seeds)))
+    grad_sq_sum, certified_sum, final_loss = (
+        list(column) for column in zip(*per_seed, strict=True)
+    )
     if setting.optimizer != "lozo":
         certified_sum = []
     m, n = problem.weight.shape
