@@ -341,7 +341,7 @@ for problem, nu, mean, se in ratio_rows:
     if problem == "isotropic":
         L, lr = record["problem"]["L"], record["constants"]["lr"]
         at_T = L * lazy_gradient_sum(m_, n_, rank, nu, lr * L, checkpoints[-1])[-1] / (2 * C)
-        limit = L * lazy_gradient_sum(m_, n_, rank, nu, lr * L, 200 * nu)[-1] / (2 * C)
+        limit = L * lazy_gradient_sum(m_, n_, rank, nu, lr * L, 20 * checkpoints[-1])[-1] / (2 * C)
         predicted = f"{at_T:15.3f} {limit:14.3f}"
     else:
         predicted = f"{'—':>15s} {'—':>14s}"
