@@ -295,13 +295,18 @@ def recorded(problem, nu):
     return record, np.array(record["checkpoints"]), np.array(record["grad_sq_sum"]), gap, C
 
 
-record, checkpoints, _, _, _ = recorded("isotropic", 1)
+for problem in ("isotropic", "least_squares"):
+    for nu in intervals:
+        record, checkpoints, _, _, _ = recorded(problem, nu)
+        machine = record["machine"]
+        print(
+            f"{record['name']}: {record['seeds']} seeds x {record['steps']} steps, "
+            f"{record['problem']['m']}x{record['problem']['n']}, r={record['optimizer']['rank']}, "
+            f"{machine['processor']} x{machine['cpu_count']}, commit {machine['git_commit']}, "
+            f"{machine['date'][:10]}, {record['wall_seconds']:.0f} s"
+        )
+print("by scripts/record_convergence.py; each JSON in data/results/convergence/ holds its command")
 m_, n_ = record["problem"]["m"], record["problem"]["n"]
-print(
-    f"recorded: {record['seeds']} seeds x {record['steps']} steps, {m_}x{n_}, r={record['optimizer']['rank']}, "
-    f"on {record['machine']['processor']} x{record['machine']['cpu_count']}, commit {record['machine']['git_commit']}, "
-    f"{record['machine']['date']}: {record['command']}"
-)
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 ratio_rows, lazy_measured, lazy_predicted, lazy_se = [], [], [], []
 for ax, problem in zip(axes, ["isotropic", "least_squares"], strict=True):
