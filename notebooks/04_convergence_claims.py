@@ -521,7 +521,7 @@ ax.set(
     xscale="log",
     yscale="log",
     xlabel="T",
-    ylabel=r"$\frac1T\sum_{t<T}\|\nabla f\|^2$",
+    ylabel=r"$\frac{1}{T}\sum_{t<T}\|\nabla f\|^2$",
     title="logistic regression on MiniLM features",
 )
 ax.legend(fontsize=7)
