@@ -138,7 +138,7 @@ CHECKS = (
     Check("03", "$L$-smooth", "04", "Claim 6"),
     Check("03", "Lazy intervals", "04", "Claim 4"),
     Check("03", "LOZO-M", "04", "Claim 5"),
-    Check("03", "Where the bounds are tight", "04", "Where the theory is loose"),
+    Check("03", "Where the bounds are tight", "04", "What the claims show"),
 )
 
 # (README results section in lozo_core.results.SECTIONS, heading, the notebook that reads it)

@@ -35,7 +35,7 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from lozo_core.convergence import agrees, mean_and_stderr, query_averaged_constant
+from lozo_core.convergence import agrees, mean_and_stderr, query_averaged_constant, verdict
 from lozo_core.estimators import lge, rge
 from lozo_core.moments import (
     lge_bias,
@@ -346,15 +346,26 @@ print(
 # %%
 L = 1.0
 print(f"{'':10s} {'q':>2s} {'C_q':>8s} {'decrease per pass / |G|²':>26s}")
+more_queries, one_query = [], []
 for label, C in [
     ("RGE", rge_second_moment(m * n) * L),
     ("LGE r=1", lge_second_moment(m, n, 1) * L),
     ("LGE r=4", lge_second_moment(m, n, 4) * L),
 ]:
     for q in (1, 4, 16):
-        Cq = query_averaged_constant(C, L, q)
-        print(f"{label:10s} {q:2d} {Cq:8.2f} {1 / (4 * q * Cq):26.5f}")
-print("per forward pass, one query per step is best; rank moves it by 2(m+n+1)/r out of ~mn")
+        per_pass = 1 / (4 * q * query_averaged_constant(C, L, q))
+        print(f"{label:10s} {q:2d} {query_averaged_constant(C, L, q):8.2f} {per_pass:26.5f}")
+        if q > 1:
+            more_queries.append(per_pass)
+            one_query.append(1 / (4 * query_averaged_constant(C, L, 1)))
+print("rank moves the decrease per pass by 2(m+n+1)/r out of ~mn")
+print(
+    verdict(
+        "per forward pass, one query per step is best (decrease per pass at q = 4, 16 vs q = 1, 3 estimators)",
+        more_queries,
+        one_query,
+    )
+)
 
 # %% [markdown]
 # ## 1.5 What these numbers mean
@@ -376,3 +387,45 @@ print("per forward pass, one query per step is best; rank moves it by 2(m+n+1)/r
 #   time and memory), and momentum and Adam states fit in $m\times r$ coordinates. Nothing here
 #   shows an advantage from the subspace structure itself: a random $V$ sees $r/n$ of the gradient
 #   whatever its rank (notebook 03), and the project's ν sweeps favour ν = 1 (notebooks 03, 04).
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. The official LOZO code omits the $1/r$ of $\hat g_{\mathrm{LGE}}$. On the linear objective of
+#    1.1, estimate $\mathbb E\langle r\hat g,G\rangle/\|G\|^2$ for $r=3$ by Monte Carlo and check
+#    that it is $r$, not 1: by how much must the learning rate shrink to keep the same mean step?
+# 2. From the closed forms, show that LGE's second moment exceeds MeZO's by exactly $2(m+n+1)/r$
+#    (in units of $\|G\|^2$) at every shape and rank, and compute the relative excess at
+#    $m=n=100$, $r=1$.
+# 3. The bias of 1.3 grows like $\varepsilon^2$. For the smooth $f$ of 1.3 and LGE with $r=2$, find
+#    the $\varepsilon$ at which the predicted bias is 1% of $\|\nabla f\|$, and check your answer
+#    against `lge_bias`.
+
+# %% tags=["hide-cell"]
+r_ex = 3
+g = torch.Generator().manual_seed(SEED + 55)
+scaled = [
+    float((r_ex * lge(linear, [W], eps=1e-3, rank=r_ex, generator=g)[0] * G).sum() / sq_norm)
+    for _ in range(pick(2_000, 400))
+]
+mean, se = mean_and_stderr(scaled)
+print(f"E<r ĝ, G>/|G|² = {mean:.3f} ± {se:.3f}: the step is r = {r_ex} times too long, so lr / r")
+assert abs(mean - r_ex) < 4 * se and abs(mean - 1) > 4 * se
+
+# %% tags=["hide-cell"]
+for m_, n_, r_ in [(4, 4, 1), (12, 8, 3), (100, 100, 1), (768, 768, 2)]:
+    excess = lge_second_moment(m_, n_, r_) - rge_second_moment(m_ * n_)
+    assert math.isclose(excess, 2 * (m_ + n_ + 1) / r_), (m_, n_, r_, excess)
+relative = (lge_second_moment(100, 100, 1) - rge_second_moment(100 * 100)) / rge_second_moment(
+    100 * 100
+)
+print(f"relative excess at m = n = 100, r = 1: {relative:.2%}")
+assert 0.039 < relative < 0.041
+
+# %% tags=["hide-cell"]
+unit_bias = lge_bias(grad_laplacian, mixed, 1.0, 2).norm()
+eps_1pct = math.sqrt(0.01 * float(G_b.norm()) / float(unit_bias))
+print(f"ε = {eps_1pct:.3f} gives a predicted LGE (r=2) bias of 1% of |∇f|")
+assert math.isclose(
+    float(lge_bias(grad_laplacian, mixed, eps_1pct, 2).norm()), 0.01 * float(G_b.norm())
+)

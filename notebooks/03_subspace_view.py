@@ -31,6 +31,7 @@ from lozo_core.models import tiny_opt
 from lozo_core.moments import (
     lge_fresh_second_moment,
     lge_persistent_second_moment,
+    lge_second_moment,
     refresh_alignment,
     refresh_energy,
     subspace_energy_fraction,
@@ -344,3 +345,45 @@ print(
         np.zeros(len(sidepath_changed)),
     )
 )
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Section 3.3 says lazy sampling doubles an interval's noise near $\nu\approx rm$. Setting the
+#    persistent error $\nu(\nu-1)\frac{n+1}{r}\|G\|^2$ equal to the fresh one $\nu(S-1)\|G\|^2$,
+#    solve for $\nu$ with the closed form of $S$, and compare with $rm$ for the $24\times32$, $r=2$
+#    problems of notebook 04 and for a $768\times768$ layer.
+# 2. The code draws a Gaussian $V$. Had it drawn $V$ with orthonormal columns, and carried the
+#    momentum as $M'=MV_{new}V_{new}^\top$ (no $1/n$), what alignment and energy would a refresh
+#    keep? Predict both, then check by Monte Carlo as in 3.4.
+
+
+# %% tags=["hide-cell"]
+def doubling_interval(m, n, r):
+    return 1 + r * (lge_second_moment(m, n, r) - 1) / (n + 1)
+
+
+for m_, n_, r_ in [(24, 32, 2), (768, 768, 2)]:
+    nu_star = doubling_interval(m_, n_, r_)
+    print(
+        f"{m_}x{n_}, r={r_}: the persistent error equals the fresh one at ν = {nu_star:.1f} (rm = {r_ * m_})"
+    )
+    assert abs(nu_star / (r_ * m_) - 1) < 0.1
+
+# %% tags=["hide-cell"]
+n_ex, r_ex = 32, 4
+alignment, energy = [], []
+for t in range(pick(1_000, 200)):
+    g = stream(11, n_ex, r_ex, t)
+    N_ = torch.randn(16, r_ex, generator=g, dtype=torch.float64)
+    V_old = torch.linalg.qr(torch.randn(n_ex, r_ex, generator=g, dtype=torch.float64))[0]
+    V_new = torch.linalg.qr(torch.randn(n_ex, r_ex, generator=g, dtype=torch.float64))[0]
+    before = N_ @ V_old.T
+    after = before @ V_new @ V_new.T
+    alignment.append(float((after * before).sum() / before.pow(2).sum()))
+    energy.append(float(after.pow(2).sum() / before.pow(2).sum()))
+(a_mean, a_se), (e_mean, e_se) = mean_and_stderr(alignment), mean_and_stderr(energy)
+print(
+    f"orthonormal V: alignment {a_mean:.4f} ± {a_se:.4f}, energy {e_mean:.4f} ± {e_se:.4f}, r/n = {r_ex / n_ex}"
+)
+assert abs(a_mean - r_ex / n_ex) < 4 * a_se and abs(e_mean - r_ex / n_ex) < 4 * e_se
