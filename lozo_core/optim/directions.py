@@ -41,6 +41,7 @@ from lozo_core.rng import stream
 from lozo_core.subspace import refresh_due
 
 DIRECTION_KEY, V_KEY, MASK_KEY = 0, 1, 2
+PREFETCH_MIN_NUMEL = 1 << 16
 
 
 @cache
@@ -100,7 +101,11 @@ class Query:
         return p, z.to(accumulator_dtype(p)), None, None
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]]:
-        """Every parameter's ``(param, z, U, V)``, in order (drawn ahead on worker threads)."""
+        """Every parameter's ``(param, z, U, V)``, in order: drawn ahead on worker threads, or
+        in this thread when the parameters are too small to repay the hand-off (the numbers are
+        the same either way: each comes from its own key)."""
+        if sum(p.numel() for p in self.params) < PREFETCH_MIN_NUMEL:
+            return map(self.draw, range(len(self.params)))
         return prefetched(self.draw, len(self.params))
 
     def add_to_params_(self, scale: float) -> None:
