@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Record the CPU rows of notebook 07 into data/results/bench/, then regenerate the README section.
-# Every command holds the heavy-job lock while it runs and resumes what an interrupted run recorded.
+# Holds the heavy-job lock throughout; every command resumes what an interrupted run recorded.
 # Batch 4 x 64 tokens (1 x L for the context sweep), 2 torch threads per child. About 1.5 h on a
 # quiet 2-core AVX2 machine, most of it in the 1.3B and 2.7B rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=data/results/bench
-heavy() { flock /tmp/lozo-heavy.lock "$@"; }
-bench() { heavy $PY -m lozo_core.bench --random-init --device cpu --threads 2 --resume "$@"; }
+exec 9>/tmp/lozo-heavy.lock
+flock 9
+bench() { $PY -m lozo_core.bench --random-init --device cpu --threads 2 --resume "$@"; }
 SCALING="forward forward-doubled mezo lozo-sidepath lozo-sidepath-seq fo-sgd fo-adam"
 CONTEXT="forward mezo lozo-sidepath lozo-sidepath-seq fo-sgd fo-adam"
 
-heavy $PY scripts/profile_zo_step.py --repeats 3
+$PY scripts/profile_zo_step.py --repeats 3
 bench --model opt-125m --batch-size 4 --seq-len 64 --steps 3 --json $OUT/cpu_opt-125m_fp32_b4x64.json
 bench --model opt-125m --batch-size 4 --seq-len 64 --steps 2 --dtype bfloat16 \
     --json $OUT/cpu_opt-125m_bf16_b4x64.json
@@ -28,5 +29,5 @@ for seq in 64 256 1024 2048; do
     bench --model opt-125m --batch-size 1 --seq-len $seq --steps 1 --methods $CONTEXT \
         --json $OUT/cpu_opt-125m_fp32_b1x$seq.json
 done
-heavy $PY scripts/record_drift.py
+$PY scripts/record_drift.py
 $PY -m lozo_core.results
