@@ -124,7 +124,7 @@ def method_step(
     engine = "inplace" if method == "lozo-inplace" else "sidepath"
     momentum = 0.9 if method == "lozo-m" else 0.0
     opt = LOZO(model, lr=1e-7, rank=rank, interval=interval, momentum=momentum, engine=engine)
-    paired = method in ("lozo-sidepath", "lozo-m")
+    paired = FLOORS[method] == "doubled forward"
     closure = PairedClosure(loss_fn, ids, lambda b: torch.cat([b, b])) if paired else plain
     return lambda: opt.step(closure)
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Record the CPU rows of notebook 07 into data/results/bench/, then regenerate the README section.
 # Holds the heavy-job lock throughout; every command resumes what an interrupted run recorded.
-# Batch 4 x 64 tokens (1 x L for the context sweep), 2 torch threads per child. About 1.5 h on a
-# quiet 2-core AVX2 machine, most of it in the 1.3B and 2.7B rows.
+# Batch 4 x 64 tokens (1 x L for the context sweep). One torch thread per child: on a shared
+# 2-core machine a second OpenMP thread waits at every barrier whenever another job holds a
+# core, and step times with 2 threads varied 3-7x between methods run minutes apart; with one
+# thread a busy neighbour slows every row alike. About 2 h, most of it in the 1.3B and 2.7B rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=data/results/bench
 exec 9>/tmp/lozo-heavy.lock
 flock 9
-bench() { $PY -m lozo_core.bench --random-init --device cpu --threads 2 --resume "$@"; }
+bench() { $PY -m lozo_core.bench --random-init --device cpu --threads 1 --resume "$@"; }
 SCALING="forward forward-doubled mezo lozo-sidepath lozo-sidepath-seq fo-sgd fo-adam"
 CONTEXT="forward mezo lozo-sidepath lozo-sidepath-seq fo-sgd fo-adam"
 
@@ -29,5 +31,5 @@ for seq in 64 256 1024 2048; do
     bench --model opt-125m --batch-size 1 --seq-len $seq --steps 1 --methods $CONTEXT \
         --json $OUT/cpu_opt-125m_fp32_b1x$seq.json
 done
-$PY scripts/record_drift.py
+$PY scripts/record_drift.py --threads 1
 $PY -m lozo_core.results
