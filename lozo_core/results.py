@@ -12,21 +12,11 @@ import re
 import statistics
 import sys
 
+from lozo_core.optim.table import TABLE
 from lozo_core.provenance import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
-OPTIMIZER_ORDER = (
-    "zero-shot",
-    "mezo",
-    "lozo",
-    "lozo-m",
-    "lozo-adam",
-    "zo-sgd-sign",
-    "zo-adam",
-    "forward-grad",
-    "fo-sgd",
-    "fo-adam",
-)
+OPTIMIZER_ORDER = tuple(TABLE)
 
 
 def load(folder: str) -> list[dict]:
@@ -261,8 +251,98 @@ def spectra_markdown(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+FULL_PROTOCOL = "full_protocol"
+
+
+def full_protocol_runs() -> list[dict]:
+    """Summaries of the finished full-protocol campaign runs (sweep excluded)."""
+    root = RESULTS_DIR / FULL_PROTOCOL
+    paths = sorted(p for p in root.glob("*/*/summary.json") if p.parent.parent.name != "sweep")
+    runs = []
+    for path in paths:
+        run = json.loads(path.read_text())
+        run["run"] = f"{path.parent.parent.name}/{path.parent.name}"
+        run["variant"] = path.parent.name.rsplit("_s", 1)[0]
+        runs.append(run)
+    return runs
+
+
+def sweep_choices() -> dict:
+    path = RESULTS_DIR / FULL_PROTOCOL / "sweep" / "chosen.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def paired_gains(runs: list[dict], key: str) -> dict[tuple[str, str], list[float]]:
+    """Per (task, variant): ``key`` minus the zero-shot run's test accuracy of the same seed."""
+    zero = {
+        (r["task"], r["seed"]): r["final_eval_accuracy"]
+        for r in runs
+        if r["optimizer"] == "zero-shot"
+    }
+    gains: dict[tuple[str, str], list[float]] = {}
+    for r in runs:
+        if r["optimizer"] != "zero-shot" and (r["task"], r["seed"]) in zero:
+            gains.setdefault((r["task"], r["variant"]), []).append(
+                r[key] - zero[(r["task"], r["seed"])]
+            )
+    return gains
+
+
+def full_protocol_rows(runs: list[dict]) -> list[dict]:
+    """One row per (task, variant): seeds, lr, steps, test accuracy at the best-validation and
+    last steps (mean ± std), and the gain over zero-shot paired by seed."""
+    order = {name: i for i, name in enumerate(OPTIMIZER_ORDER)}
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["task"], run["variant"]), []).append(run)
+    gains = paired_gains(runs, "eval_accuracy_at_best_validation")
+    rows = []
+    for (task, variant), group in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], order.get(kv[1][0]["optimizer"], 99), kv[0][1])
+    ):
+        best = [r["eval_accuracy_at_best_validation"] for r in group]
+        last = [r["final_eval_accuracy"] for r in group]
+        g = gains.get((task, variant), [])
+        rows.append({
+            "task": task, "variant": variant, "optimizer": group[0]["optimizer"], "seeds": len(group),
+            "lr": group[0]["lr"], "steps": group[0]["steps"], "test_at_best_validation": _mean_std(best),
+            "test_last": _mean_std(last), "mean_at_best": statistics.mean(best),
+            "gain": _mean_std(g) if g else "—", "gain_positive": f"{sum(x > 0 for x in g)}/{len(g)}" if g else "—",
+            "test_examples": group[0]["eval_examples"],
+        })  # fmt: skip
+    return rows
+
+
+def full_protocol_markdown(runs: list[dict]) -> str:
+    if not runs:
+        return "_No full-protocol run has finished yet: `python scripts/campaign.py run --commit`._"
+    lines = [
+        "| task | run | seeds | lr (ours) | steps | test acc. at best validation | test acc. at last step | gain over zero-shot (paired by seed) | seeds with a gain |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in full_protocol_rows(runs):
+        lr = "—" if r["optimizer"] == "zero-shot" else f"{r['lr']:g}"
+        lines.append(f"| {r['task']} | {r['variant']} | {r['seeds']} | {lr} | {r['steps']} | {r['test_at_best_validation']} | "
+                     f"{r['test_last']} | {r['gain']} | {r['gain_positive']} |")  # fmt: skip
+    cpus = sorted({c["machine"].get("cpu_model", "?") for r in runs for c in r.get("chunks", [])} |
+                  {r["machine"].get("cpu_model", r["machine"]["processor"]) for r in runs})  # fmt: skip
+    tests = ", ".join(
+        f"{t}: {n}" for t, n in sorted({(r["task"], r["eval_examples"]) for r in runs})
+    )
+    lines += ["", (
+        f"SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized to fp32), MeZO's protocol: 1000 training and 500 "
+        f"validation examples from GLUE train, test = the whole GLUE dev split ({tests} examples), batch 16; "
+        "learning rates chosen on the validation split (`data/results/full_protocol/sweep/chosen.json`); "
+        "LOZO's rates carry its 1/rank (paper rate = ours / rank). mean ± std over seeds; zero-shot, every method "
+        f"and seed share the data draw and batch order. CPUs: {'; '.join(cpus)}. Runs and trajectories: "
+        "`data/results/full_protocol/`."
+    )]  # fmt: skip
+    return "\n".join(lines)
+
+
 SECTIONS = {
     "finetune_cpu": lambda: finetune_markdown(load("finetune_cpu")),
+    "full_protocol": lambda: full_protocol_markdown(full_protocol_runs()),
     "bench": lambda: bench_markdown(load("bench")),
     "spectra": lambda: spectra_markdown(load("spectra")),
 }

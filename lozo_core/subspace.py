@@ -16,8 +16,6 @@ re-expressed in the new basis by :func:`project_coordinates`:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
@@ -30,19 +28,6 @@ def refresh_due(step: int, interval: int) -> bool:
     return step % interval == 0
 
 
-def lift(B: Tensor, V: Tensor) -> Tensor:
-    r"""The full-size update :math:`BV^\top` that coordinates ``B`` stand for."""
-    return B @ V.T
-
-
-def merge_(W: Tensor, B: Tensor, V: Tensor, scale: float = 1.0) -> None:
-    r"""In place: :math:`W \leftarrow \text{scale}\cdot W + BV^\top` (in W's dtype), then B ← 0."""
-    if scale != 1.0:
-        W.mul_(scale)
-    W.addmm_(B.to(W.dtype), V.T.to(W.dtype))
-    B.zero_()
-
-
 def project_coordinates(N: Tensor, V_old: Tensor, V_new: Tensor) -> Tensor:
     r"""LOZO-M's carry-over of subspace coordinates: :math:`N V_{old}^\top V_{new} / n`.
 
@@ -52,17 +37,6 @@ def project_coordinates(N: Tensor, V_old: Tensor, V_new: Tensor) -> Tensor:
     """
     n = V_old.shape[0]
     return N @ (V_old.T @ V_new) / n
-
-
-def subspace_objective(
-    f: Callable[[Tensor], Tensor], W0: Tensor, V: Tensor
-) -> Callable[[Tensor], Tensor]:
-    r""":math:`h(B) = f(W_0 + BV^\top)`: the problem LOZO solves within one interval."""
-    if W0.ndim != 2 or V.ndim != 2 or V.shape[0] != W0.shape[1]:
-        raise ValueError(
-            f"need W0 of shape (m, n) and V of shape (n, r); got {tuple(W0.shape)} and {tuple(V.shape)}"
-        )
-    return lambda B: f(W0 + lift(B, V))
 
 
 def captured_energy(G: Tensor, V: Tensor) -> float:

@@ -33,7 +33,8 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from lozo_core import data as D
+from lozo_core import scoring as S
+from lozo_core import tasks as T
 from lozo_core.models import load_model, load_opt, mean_pool, random_init_like
 from lozo_core.provenance import REPO_ROOT, banner, pick
 from lozo_core.spectra import gradient_matrices, model_spectra
@@ -58,14 +59,14 @@ except FileNotFoundError:
 # informative when the stable rank stays far below that bound as $B$ grows.
 
 # %%
-task = D.get_task("sst2")
-pool = D.k_shot(D.glue_split("sst2", "train"), 32, 13)
-candidates = D.label_token_ids(loaded.tokenizer, task)
+task = T.get_task("sst2")
+pool = T.k_shot(task.split("train"), 32, 13)
+candidates = S.label_token_ids(loaded.tokenizer, task)
 sizes = pick([1, 4, 16], [1, 4])
 rows = []
 for B in sizes:
-    batch = D.encode(loaded.tokenizer, pool[:B])
-    loss = D.per_example_loss(loaded.model, batch, candidates).mean()
+    batch = S.encode(loaded.tokenizer, pool[:B])
+    loss = S.per_example_loss(loaded.model, batch, candidates).mean()
     for r in model_spectra(gradient_matrices(loaded.model, loss), ranks=(1, 4), random_samples=0):
         rows.append(
             {
@@ -182,7 +183,7 @@ if not spectra.empty:
 
 # %%
 encoder = load_model("minilm-l6")
-sentences = D.encode(encoder.tokenizer, D.k_shot(D.glue_split("sst2", "train"), 16, 13))
+sentences = S.encode(encoder.tokenizer, T.k_shot(T.get_task("sst2").split("train"), 16, 13))
 for init, net in (("pretrained", encoder.model), ("random", random_init_like("minilm-l6"))):
     with torch.no_grad():
         hidden = net(
@@ -245,21 +246,19 @@ if not spectra.empty:
 # spectra are recomputed at checkpoints on a fixed batch of 16.
 
 # %%
-from lozo_core.optim import LOZO  # noqa: E402
-from lozo_core.perturb import PairedClosure  # noqa: E402
+from lozo_core.optim import LOZO, PairedClosure  # noqa: E402
 
-probe = D.encode(loaded.tokenizer, pool[:16])
-train_batch = D.encode(loaded.tokenizer, pool[16:32])
+probe = S.encode(loaded.tokenizer, pool[:16])
+train_batch = S.encode(loaded.tokenizer, pool[16:32])
 opt = LOZO(loaded.model, lr=1e-4, rank=2, interval=50, seed=0)
 closure = PairedClosure(
-    lambda b: D.per_example_loss(loaded.model, b, candidates), train_batch, D.Batch.doubled
+    lambda b: S.per_example_loss(loaded.model, b, candidates), train_batch, S.Batch.doubled
 )
 along = []
 checkpoints = pick([0, 5, 10], [0, 2, 4])
 for step in range(checkpoints[-1] + 1):
     if step in checkpoints:
-        opt.merge()
-        loss = D.per_example_loss(loaded.model, probe, candidates).mean()
+        loss = S.per_example_loss(loaded.model, probe, candidates).mean()
         for r in model_spectra(
             gradient_matrices(loaded.model, loss), ranks=(1, 4), random_samples=0
         ):

@@ -29,20 +29,20 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from lozo_core import data as D
 from lozo_core.convergence import (
     DiagonalQuadratic,
     LeastSquares,
     LogisticRegression,
-    divergence_threshold,
     lge_descent_constant,
     nonconvex_bound,
     rge_descent_constant,
     run,
+    safe_step,
 )
 from lozo_core.models import load_model, sentence_embeddings
 from lozo_core.optim import LOZO, MeZO
 from lozo_core.provenance import banner, pick
+from lozo_core.tasks import get_task, k_shot
 
 sns.set_theme(style="whitegrid")
 SEEDS, T = pick(16, 2), pick(400, 30)
@@ -54,7 +54,8 @@ def runs(make_problem, make_opt, steps=T, seeds=SEEDS):
     out = np.full((seeds, steps), np.inf)
     for s in range(seeds):
         problem = make_problem()
-        curve = run(problem, make_opt(problem, s), steps).running_mean_grad_sq
+        grad_sq = run(problem, make_opt(problem, s), steps).grad_sq
+        curve = np.cumsum(grad_sq) / np.arange(1, len(grad_sq) + 1)
         out[s, : len(curve)] = curve
     return out
 
@@ -163,7 +164,7 @@ for spectrum in ["flat", "power"]:
             lambda q: lge_descent_constant(8, 6, 2, q.L),
         ),
     ]:
-        eta_star = divergence_threshold(C_of(DiagonalQuadratic(8, 6, spectrum=spectrum, seed=0)))
+        eta_star = safe_step(C_of(DiagonalQuadratic(8, 6, spectrum=spectrum, seed=0)))
         shares = []
         for mult in mults:
             diverged = 0
@@ -258,7 +259,7 @@ verdict("ν=1 bound for LOZO-M (β=0.9, ν=25, η=(1-β)/C)", momentum_ratios["�
 
 # %%
 encoder = load_model("minilm-l6")
-sample = D.k_shot(D.glue_split("sst2", "train"), pick(256, 32), 13)
+sample = k_shot(get_task("sst2").split("train"), pick(256, 32), 13)
 features = sentence_embeddings(encoder, [ex.text.removesuffix(" It was") for ex in sample])
 labels = torch.tensor([ex.label for ex in sample])
 print(f"features: {tuple(features.shape)} from {encoder.source}")

@@ -36,6 +36,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from lozo_core.optim.table import TABLE, Hyper, forward_equivalents
 from lozo_core.provenance import banner, pick
 from lozo_core.results import OPTIMIZER_ORDER, finetune_markdown, finetune_rows, load
 from lozo_core.train import TrainConfig, train
@@ -140,15 +141,22 @@ if runs:
 # A ZO step costs 2 forward passes (one doubled forward on the side-path engine); a first-order
 # step costs a forward and a backward, counted here as 3 forward-equivalents (the usual
 # backward ≈ 2 forwards). Forward-Grad's single forward-mode (jvp) pass carries a tangent next
-# to every activation and is counted as 2. ZO-SGD-Cons would cost 5.
+# to every activation and is counted as 2. ZO-SGD-Cons would cost 5. The counts come from the
+# optimizer table (`lozo_core.optim.table`), whose passes per step the contract tests check
+# against the closure calls an optimizer actually makes.
+
 
 # %%
+def hyper_of(run: dict) -> dict:
+    return {k: run["config"][k] for k in ("lr", "q") if k in run["config"]}
+
+
 if runs:
     curves = []
     for run in runs:
         if run["optimizer"] == "zero-shot":
             continue
-        per_step = 3 if run["optimizer"].startswith("fo-") else run["forwards_per_step"]
+        per_step = forward_equivalents(TABLE[run["optimizer"]].passes(Hyper(**hyper_of(run))))
         for point in run["curve"]:
             if "loss" in point:
                 curves.append(

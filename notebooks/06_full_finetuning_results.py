@@ -8,69 +8,253 @@
 # ---
 
 # %% [markdown]
-# # 6. Full-protocol fine-tuning (GPU) next to the papers' numbers
+# # 6. Full-protocol fine-tuning on CPU
 #
-# The full protocol (MeZO's: 1000 training examples, evaluation on the dev set, thousands of
-# steps) does not fit a laptop CPU. `scripts/gpu_runs.sh finetune` runs it on a GPU for
-# SmolLM2-135M on SST-2 and RTE with MeZO, LOZO, LOZO-M and FO-Adam, one JSON per run in
-# `data/results/finetune_gpu/`. This notebook plots what has been recorded and sets it next to the
-# numbers the LOZO paper reports — which are for other models (RoBERTa-large, OPT-13B and larger)
-# and are labelled as the paper's.
+# The question this project's users came with: does LOZO fine-tune as well as MeZO and
+# first-order training, and does it get there faster? This notebook answers it from the
+# recorded campaign only (it runs nothing): SmolLM2-135M-Instruct (a Q4_1 GGUF de-quantized to
+# fp32), MeZO's protocol — 1000 training and 500 validation examples drawn disjointly from GLUE
+# train, the whole GLUE dev split as the test set, batch 16 — with learning rates chosen on the
+# validation split, three seeds per method, and every zeroth-order run stored as a trajectory
+# that `python -m lozo_core.replay` turns back into the model.
+#
+# The campaign is `python scripts/campaign.py run --commit` with its plan in
+# `scripts/full_protocol.toml`; it advances in chunks across sessions and machines. Tables below
+# show what has finished, with seed counts; runs still in progress are listed as such.
 
 # %%
+import json
+
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from lozo_core.optim.table import TABLE, forward_equivalents
 from lozo_core.provenance import banner
-from lozo_core.results import finetune_markdown, load
+from lozo_core.results import (
+    FULL_PROTOCOL,
+    RESULTS_DIR,
+    full_protocol_markdown,
+    full_protocol_rows,
+    full_protocol_runs,
+    load,
+    paired_gains,
+    sweep_choices,
+)
+from lozo_core.trajectory import Trajectory
 
 sns.set_theme(style="whitegrid")
-banner(notebook="06_full_finetuning_results")
+banner(notebook="06_full_finetuning_results", model="smollm2-135m (Q4_1 GGUF → fp32)")
+runs = full_protocol_runs()
+root = RESULTS_DIR / FULL_PROTOCOL
+in_progress = sorted(
+    (p.parent.relative_to(root), Trajectory.load(p.parent))
+    for p in root.glob("*/*/trajectory.json")
+    if not (p.parent / "summary.json").exists()
+)
+print(f"finished runs: {len(runs)} (sweep excluded)")
+for name, t in in_progress:
+    print(f"in progress: {name}: {t.steps}/{t.config['steps']} steps")
 
 # %% [markdown]
-# ## 6.1 Recorded GPU runs
+# ## 6.1 Learning rates chosen on the validation split
+#
+# Each method ran a short sweep on SST-2 (seed 0, validation split only, three rates spanning
+# 10×); the rate with the highest validation accuracy (ties: the lower final validation loss)
+# is used for every seed and task. **Effective steps.** Our LOZO estimate carries the unbiasing
+# $1/r$: the update $W \leftarrow W - \eta\,c\,UV^\top/r$ is ZO-SGD on the subspace coordinates
+# with step $\eta/r$, and the LOZO paper's rate is ours divided by $r$ (rank 2 here). For equal
+# expected update $\mathbb E[\hat g] = \nabla f$, MeZO at rate $\eta$ and LOZO at rate $\eta$
+# take the same mean step; LOZO's grid is MeZO's times $r = 2$ so that both grids hold the paper's
+# rates {1e-5, 3e-5, 1e-4}. LOZO-M's momentum is averaged (dampening β), so its effective step is
+# $\eta$ as well, not $\eta/(1-\beta)$.
 
 # %%
-gpu_runs = load("finetune_gpu")
-if gpu_runs:
-    print(finetune_markdown(gpu_runs))
-    for run in gpu_runs:
-        print(
-            f"{run['task']} {run['optimizer']}: {run['command']}  [{run['machine']['gpu']}, torch {run['machine']['torch']}, CUDA {run['machine']['cuda']}]"
-        )
-else:
-    print("PENDING: no GPU runs are recorded yet (no GPU was lent to the sessions so far).")
-    print("Reproduce with one command on a CUDA machine:  bash scripts/gpu_runs.sh finetune")
+choices = sweep_choices()
+sweep_rows = [
+    {"optimizer": name, "lr": r["lr"], "state": r["state"],
+     "best validation acc.": r.get("best_validation_accuracy"), "at step": r.get("best_validation_step"),
+     "final validation loss": r.get("final_validation_loss"), "chosen": r["lr"] == c["chosen_lr"]}
+    for name, c in choices.items()
+    for r in c["results"]
+]  # fmt: skip
+sweep = pd.DataFrame(sweep_rows)
+print(sweep.to_string(index=False) if len(sweep) else "no sweep run has been recorded yet")
+for name, c in choices.items():
+    moved = c.get("moves_off_zero_shot")
+    print(f"{name}: chosen lr {c['chosen_lr']} from {c['grid']}"
+          + ("" if moved is None else f"; beats zero-shot on validation: {moved}"))  # fmt: skip
+
+# %% [markdown]
+# ## 6.2 Test accuracy: at the best validation step and at the last step
+#
+# The test split is evaluated only twice per run: at the last step, and at the step with the
+# best validation accuracy — a model rebuilt by replaying the trajectory (zeroth-order runs) or
+# saved at that step (FO-Adam). Gains over zero-shot are paired by seed: each seed's zero-shot
+# run shares its data draw.
 
 # %%
-if gpu_runs:
-    curves = pd.DataFrame(
-        [
-            {"task": r["task"], "optimizer": r["optimizer"], **p}
-            for r in gpu_runs
-            for p in r["curve"]
-            if "eval_accuracy" in p
-        ]
+print(full_protocol_markdown(runs))
+gains = paired_gains(runs, "eval_accuracy_at_best_validation")
+if gains:
+    frame = pd.DataFrame(
+        [{"task": t, "run": v, "gain": g} for (t, v), gs in gains.items() for g in gs]
     )
-    grid = sns.relplot(
-        data=curves,
-        x="step",
-        y="eval_accuracy",
-        hue="optimizer",
-        col="task",
-        kind="line",
-        marker="o",
-        height=3.5,
+    grid = sns.catplot(
+        data=frame, x="run", y="gain", col="task", kind="strip", size=7, height=3.5, aspect=1.4
     )
-    grid.figure.suptitle("dev accuracy along training (recorded GPU runs)", y=1.04)
+    for ax in grid.axes.flat:
+        ax.axhline(0, color="black", lw=0.8)
+    grid.set_axis_labels("", "test accuracy − zero-shot (same seed)")
     plt.show()
 
 # %% [markdown]
-# ## 6.2 What the LOZO paper reports (not measured here)
+# ## 6.3 Validation curves against steps, forward passes and seconds
+#
+# Forward passes count model evaluations over one batch (a doubled-batch forward counts as 2;
+# FO-Adam's step is 1 forward + 1 backward, shown as 3 forward-equivalents:
+# `lozo_core.optim.table.forward_equivalents`). Seconds are one
+# machine's: each method's cost per step measured side by side in one benchmark run on the
+# campaign's model and batch shape (`data/results/bench/cpu_smollm2-135m_campaign.json`), times
+# its steps — because a campaign's chunks run on different CPUs. Where that benchmark is not
+# recorded yet, the campaign's own median step time is used and labelled so.
+
+# %%
+bench = [b for b in load("bench") if b["config"]["model"] == "smollm2-135m"]
+BENCH_NAME = {"mezo": "mezo", "lozo": "lozo-sidepath", "lozo-m": "lozo-m", "fo-adam": "fo-adam"}
+cost, cost_source = {}, {}
+for run in runs:
+    name = run["optimizer"]
+    if name in cost or not run["steps"]:
+        continue
+    if bench and BENCH_NAME.get(name) in bench[0]["results"]:
+        cost[name] = bench[0]["results"][BENCH_NAME[name]]["step_s_median"]
+        cost_source[name] = (
+            f"bench on {bench[0]['machine'].get('cpu_model', bench[0]['machine']['processor'])}"
+        )
+    else:
+        times = [c["train_time_s"] / max(c["end"] - c["start"], 1) for c in run.get("chunks", [])]
+        cost[name] = float(np.median(times)) if times else run["train_time_s"] / run["steps"]
+        cost_source[name] = "median of the campaign's own chunks (mixed machines possible)"
+for name in cost:
+    print(f"{name}: {cost[name]:.2f} s/step ({cost_source[name]})")
+
+points = []
+for run in runs:
+    if not run["steps"]:
+        continue
+    forwards = forward_equivalents(run["passes_per_step"])
+    for p in run["curve"]:
+        if "validation_loss" in p:
+            points.append({
+                "task": run["task"], "run": run["variant"], "seed": run["seed"], "step": p["step"],
+                "forward passes": p["step"] * forwards, "seconds": p["step"] * cost[run["optimizer"]],
+                "validation loss": p["validation_loss"], "validation accuracy": p["validation_accuracy"],
+            })  # fmt: skip
+curves = pd.DataFrame(points)
+if len(curves):
+    for task, of_task in curves.groupby("task"):
+        fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharey="row")
+        for col, x in enumerate(("step", "forward passes", "seconds")):
+            for row, y in enumerate(("validation loss", "validation accuracy")):
+                sns.lineplot(
+                    data=of_task, x=x, y=y, hue="run", errorbar="sd", marker="o", ax=axes[row, col]
+                )
+                axes[row, col].set(xscale="log" if x != "step" else "linear")
+        fig.suptitle(f"{task}: validation curves, mean ± std over seeds")
+        plt.tight_layout()
+        plt.show()
+
+# %% [markdown]
+# ## 6.4 What it costs to reach MeZO's best validation loss
+#
+# Per seed: the first evaluation at which a method's validation loss is at or below MeZO's best
+# validation loss on that seed, in steps, forward passes and seconds (the costs above). "not
+# reached" is a result, not a gap.
+
+# %%
+if len(curves) and "mezo" in set(curves["run"]):
+    reach = []
+    for (task, seed), group in curves.groupby(["task", "seed"]):
+        mezo = group[group["run"] == "mezo"]
+        if mezo.empty:
+            continue
+        target = mezo["validation loss"].min()
+        for run_name, of_run in group.groupby("run"):
+            hit = of_run[of_run["validation loss"] <= target].sort_values("step").head(1)
+            reach.append({"task": task, "seed": seed, "run": run_name, "target": round(target, 4),
+                          **({"step": int(hit.step.iloc[0]), "forward passes": int(hit["forward passes"].iloc[0]),
+                              "seconds": float(hit.seconds.iloc[0])} if len(hit) else {"step": "not reached"})})  # fmt: skip
+    print(pd.DataFrame(reach).to_string(index=False))
+else:
+    print("MeZO has no finished full-protocol run yet: no target to reach.")
+
+# %% [markdown]
+# ## 6.5 Late-training fluctuations: does the lazy interval explain them?
+#
+# The LOZO paper reports small loss fluctuations late in training and suspects lazy sampling.
+# We compare LOZO at ν = 50 with ν = 1 (seed 0, same data order): the spread of the training
+# loss over the last 300 steps after removing its 50-step moving average. Both runs see the same
+# batches, so batch-to-batch variation is common to both; a ratio near 1 says ν does not explain
+# the fluctuation.
+
+# %%
+pair = {}
+for label, folder in (("ν = 50", "sst2/lozo_s0"), ("ν = 1", "sst2/lozo-interval-1_s0")):
+    if (root / folder / "summary.json").exists():
+        t = Trajectory.load(root / folder)
+        loss = pd.Series([np.mean(r["losses"]) for r in t.records])
+        pair[label] = loss
+if len(pair) == 2:
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    spread = {}
+    for label, loss in pair.items():
+        tail = loss.iloc[-300:]
+        spread[label] = float((tail - tail.rolling(50, min_periods=1).mean()).std())
+        ax.plot(loss.rolling(20).mean(), label=f"{label} (20-step mean)")
+    ax.set(xlabel="step", ylabel="training loss", title="LOZO, SST-2, seed 0")
+    ax.legend()
+    plt.show()
+    ratio = spread["ν = 50"] / spread["ν = 1"]
+    print(
+        f"late-training loss spread: ν=50 {spread['ν = 50']:.4f}, ν=1 {spread['ν = 1']:.4f}, ratio {ratio:.2f}"
+    )
+    print(
+        "ν explains the fluctuation"
+        if ratio > 1.2
+        else "ν does not explain the fluctuation (ratio ≤ 1.2)"
+    )
+else:
+    print(f"the ν = 50 / ν = 1 pair has not finished yet ({', '.join(pair) or 'neither'} done)")
+
+# %% [markdown]
+# ## 6.6 Replay across machines
+#
+# A run's chunks record the CPU that ran them. On the machine and build that ran a run, replay
+# is bit-identical (tests check it for every optimizer and engine); on another CPU it agrees
+# to floating-point tolerance. `scripts/replay_check.py` replays a committed run here and
+# compares the parameter fingerprint and test accuracy with the recorded ones.
+
+# %%
+for run in runs:
+    cpus = sorted({c["machine"].get("cpu_model", "?") for c in run.get("chunks", [])})
+    if cpus:
+        print(f"{run['run']}: chunks ran on {', '.join(cpus)}")
+check_path = root / "replay_check.json"
+if check_path.exists():
+    check = json.loads(check_path.read_text())
+    print(json.dumps({k: check[k] for k in check if k != "machine"}, indent=1))
+else:
+    print("no cross-machine replay check recorded yet (scripts/replay_check.py)")
+
+# %% [markdown]
+# ## 6.7 What the papers report (not measured here)
 #
 # Source: the LOZO README's bar chart and the paper's Table 1, as summarised in the project's
-# PAPERS.md. Values read off a bar chart are **approximate (±0.5)**. RoBERTa-large, k = 16.
+# PAPERS.md. Values read off a bar chart are **approximate (±0.5)**. RoBERTa-large, k = 16 per
+# class, 100k steps — a different model, data size and budget from ours; only orderings can be
+# compared. MeZO's Table 18 (RoBERTa-large, k = 16) is likewise a k-shot protocol.
 
 # %%
 paper = pd.DataFrame(
@@ -81,23 +265,29 @@ paper = pd.DataFrame(
     ],
     columns=["task", "method", "accuracy"],
 )  # fmt: skip
-memory = pd.DataFrame(
-    [("LOZO", 2.84), ("LOZO-M", 2.85), ("MeZO", 3.0), ("MeZO-M", 5.2), ("MeZO-Adam", 7.42)],
-    columns=["method", "GB"],
-)
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-sns.barplot(data=paper, x="task", y="accuracy", hue="method", ax=axes[0])
-axes[0].set(ylim=(50, 80), title="PAPER FIGURE (LOZO README, approx.): RoBERTa-large k=16")
-sns.barplot(data=memory, x="method", y="GB", ax=axes[1], color="#999999")
-axes[1].set(title="PAPER FIGURE (LOZO Table 1 / README): memory, RoBERTa-large")
-plt.tight_layout()
+fig, ax = plt.subplots(figsize=(7, 3.5))
+sns.barplot(data=paper, x="task", y="accuracy", hue="method", ax=ax)
+ax.set(ylim=(50, 80), title="PAPER FIGURE (LOZO README, approx.): RoBERTa-large k=16")
 plt.show()
-print(paper.pivot(index="task", columns="method", values="accuracy").to_string())
 
 # %% [markdown]
-# ## 6.3 How to compare
-#
-# The paper's numbers are for different models, 100k (RoBERTa) or 20k (OPT) steps, and its
-# learning rates omit LOZO's $1/r$ (ours = rank × paper). What can be compared is the ordering
-# (LOZO ≥ MeZO at equal steps; LOZO-M close to LOZO; FT ahead or close) and the memory ratio
-# (LOZO ≈ MeZO ≈ inference, ZO-Adam ≈ 2.6×), which notebook 07 measures on our code.
+# ## 6.8 Conclusion
+
+# %%
+rows = {(r["task"], r["variant"]): r for r in full_protocol_rows(runs)}
+for task in sorted({t for t, _ in rows}):
+    lozo, mezo, fo = (rows.get((task, v)) for v in ("lozo", "mezo", "fo-adam"))
+    if not (lozo and mezo):
+        print(f"{task}: LOZO and MeZO have not both finished a run yet; no conclusion.")
+        continue
+    seeds = min(lozo["seeds"], mezo["seeds"])
+    gap = lozo["mean_at_best"] - mezo["mean_at_best"]
+    speed = cost.get("lozo", np.nan) / cost.get("mezo", np.nan)
+    verdict = "ties with" if abs(gap) < 0.01 else ("beats" if gap > 0 else "trails")
+    line = (f"{task} ({seeds} seed(s)): LOZO {verdict} MeZO in test accuracy at the best validation step "
+            f"({lozo['test_at_best_validation']} vs {mezo['test_at_best_validation']}, Δ = {gap:+.3f}); "
+            f"a LOZO step costs {speed:.2f}× a MeZO step")  # fmt: skip
+    if fo:
+        line += f"; FO-Adam reaches {fo['test_at_best_validation']}"
+    print(line + ".")
+print({name: TABLE[name].label for name in ("mezo", "lozo", "lozo-m", "fo-adam")})

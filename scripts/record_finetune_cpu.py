@@ -15,6 +15,7 @@ import sys
 
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.results import main as update_readme
+from lozo_core.tasks import TASKS
 
 RESULTS = REPO_ROOT / "data" / "results" / "finetune_cpu"
 COMMON = [
@@ -44,7 +45,7 @@ DATA_SEEDS = {0: 13, 1: 21, 2: 42}
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=list(RUNS), choices=list(RUNS))
-    parser.add_argument("--tasks", nargs="*", default=["sst2"])
+    parser.add_argument("--tasks", nargs="*", default=["sst2"], choices=list(TASKS))
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)

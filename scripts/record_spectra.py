@@ -17,7 +17,8 @@ import shlex
 import sys
 import time
 
-from lozo_core import data as D
+from lozo_core import scoring as S
+from lozo_core import tasks as T
 from lozo_core.models import load_model, random_init_like
 from lozo_core.provenance import REPO_ROOT, machine
 from lozo_core.results import main as update_readme
@@ -35,18 +36,18 @@ def main() -> int:
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     loaded = load_model(args.model)
-    task = D.get_task("sst2")
-    examples = D.k_shot(D.glue_split("sst2", "train"), args.batch_size // 2, args.data_seed)
-    batch = D.encode(loaded.tokenizer, examples)
+    task = T.get_task("sst2")
+    examples = T.k_shot(task.split("train"), args.batch_size // 2, args.data_seed)
+    batch = S.encode(loaded.tokenizer, examples)
     random = dataclasses.replace(loaded, model=random_init_like(args.model))
     for init, source in (("pretrained", loaded), ("random", random)):
-        model, candidates = D.scorer(source, task, HEAD_SEED)
+        model, candidates = S.scorer(source, task, HEAD_SEED)
         start = time.perf_counter()
-        loss = D.per_example_loss(model, batch, candidates).mean()
+        loss = S.per_example_loss(model, batch, candidates).mean()
         rows = model_spectra(gradient_matrices(model, loss))
         record = {
             "model": args.model, "init": init, "source": loaded.source if init == "pretrained" else "random init, same config",
-            "task": "sst2", "template": task.template, "scoring": "label words" if loaded.causal else f"new linear head (seed {HEAD_SEED})",
+            "task": "sst2", "template": task.template.text, "scoring": "label words" if loaded.causal else f"new linear head (seed {HEAD_SEED})",
             "batch_size": len(examples), "data_seed": args.data_seed,
             "loss": loss.item(), "seconds": time.perf_counter() - start, "layers": rows,
             "command": shlex.join(["python", "scripts/record_spectra.py", *sys.argv[1:]]), "machine": machine(),

@@ -5,8 +5,18 @@ import math
 import pytest
 import torch
 
+from lozo_core.convergence import agrees, mean_and_stderr
 from lozo_core.estimators import forward_gradient, lge, rge, sample_V
-from lozo_core.moments import lge_second_moment, rge_second_moment
+from lozo_core.moments import (
+    lge_bias,
+    lge_second_moment,
+    refresh_alignment,
+    refresh_energy,
+    rge_bias,
+    rge_second_moment,
+    third_derivative_contractions,
+)
+from lozo_core.subspace import project_coordinates
 
 DT = torch.float64
 
@@ -65,6 +75,73 @@ def test_lge_with_fixed_V_has_conditional_mean_G_V_Vt_over_r():
     target = G @ V[0] @ V[0].T / r
     assert ((mean - target).norm() / target.norm()).item() < 0.1
     assert ((mean - G).norm() / G.norm()).item() > 0.3, "conditional mean should not be G"
+
+
+def smooth_problem(m=4, n=3):
+    W0 = 0.7 * torch.randn(m, n, generator=torch.Generator().manual_seed(0), dtype=DT)
+    f = lambda w: torch.log(torch.cosh(w)).sum() + 0.25 * w.pow(2).sum() ** 2
+    T = torch.func.jacfwd(torch.func.jacrev(torch.func.grad(f)))(W0)
+    return W0, f, torch.func.grad(f)(W0), T
+
+
+def test_third_derivative_contractions_match_explicit_sums():
+    W0, _, _, T = smooth_problem()
+    m, n = W0.shape
+    lap, mixed = third_derivative_contractions(T)
+    for p in range(m):
+        for q in range(n):
+            assert lap[p, q] == pytest.approx(
+                sum(float(T[a, b, a, b, p, q]) for a in range(m) for b in range(n)), rel=1e-12
+            )
+            assert mixed[p, q] == pytest.approx(
+                sum(float(T[a, b, a, q, p, b]) for a in range(m) for b in range(n)), rel=1e-12
+            )
+    with pytest.raises(ValueError, match=r"T must have shape \(m, n, m, n, m, n\)"):
+        third_derivative_contractions(T[0])
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_eps_bias_matches_its_prediction(rank):
+    """The component of E ĝ - G along the predicted ε² bias, by Monte Carlo against the exactly
+    linearised estimate from the same draw (mean exactly G); LGE's mixed term is needed."""
+    W0, f, G, T = smooth_problem()
+    lap, mixed = third_derivative_contractions(T)
+    eps = 0.1
+    predicted = rge_bias(lap, eps) if rank is None else lge_bias(lap, mixed, eps, rank)
+    u = predicted / predicted.norm()
+    smooth, linear = (lambda ps: f(ps[0])), (lambda ps: (G * ps[0]).sum())
+
+    def draw(fn, seed):
+        g = torch.Generator().manual_seed(seed)
+        if rank is None:
+            return rge(fn, [W0], eps=eps, generator=g)[0]
+        return lge(fn, [W0], eps=eps, rank=rank, generator=g)[0]
+
+    along = [float(((draw(smooth, s) - draw(linear, s)) * u).sum()) for s in range(3000)]
+    mean, se = mean_and_stderr(along)
+    assert agrees("bias", mean, predicted.norm().item(), se).holds
+    if rank is not None:
+        without_mixed = eps**2 / 2 * rank * lap
+        assert not agrees("bias without K", mean, float((without_mixed * u).sum()), se).holds
+
+
+def test_momentum_after_a_refresh_keeps_r_over_n():
+    n, r = 20, 3
+    g = torch.Generator().manual_seed(0)
+    N = torch.randn(7, r, generator=g, dtype=DT)
+    V_old = torch.randn(n, r, generator=g, dtype=DT)
+    before = N @ V_old.T
+    alignment, energy = [], []
+    for _ in range(6000):
+        V_new = torch.randn(n, r, generator=g, dtype=DT)
+        after = project_coordinates(N, V_old, V_new) @ V_new.T
+        alignment.append(float((after * before).sum() / before.pow(2).sum()))
+        energy.append(float(after.pow(2).sum() / before.pow(2).sum()))
+    mean, se = mean_and_stderr(alignment)
+    assert agrees("alignment", mean, refresh_alignment(n, r), se).holds
+    mean, se = mean_and_stderr(energy)
+    assert agrees("energy", mean, refresh_energy(n, r), se).holds
+    assert not agrees("energy is the orthogonal projector's r/n", mean, r / n, se).holds
 
 
 def test_vectors_get_dense_unbiased_estimates():

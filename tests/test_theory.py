@@ -19,3 +19,9 @@ def test_estimator_moments_script_passes():
     general = [line for line in out.stdout.splitlines() if "LGE general rank" in line]
     assert general and general[0].startswith("[ok]")
     assert general[0].endswith("(m*n*r + 2*m + 2*n + 2*r + 2)/r")
+    for check in (
+        "LGE entry-wise second moment m=2 n=3 r=2",
+        "lazy split and refresh, n=3 r=2",
+        "bias of LGE r=2 on a cubic in 2x2",
+    ):
+        assert f"[ok] {check}" in out.stdout, check

@@ -1,4 +1,4 @@
-"""The training CLI, resume, bad input, and the data readers."""
+"""The training CLI, resume, bad input, every task and objective end to end."""
 
 import json
 import subprocess
@@ -7,9 +7,13 @@ import sys
 import pytest
 import torch
 
-from lozo_core import data as D
+from lozo_core import scoring as S
+from lozo_core import tasks as T
+from lozo_core.evaluate import load_checkpoint
 from lozo_core.provenance import REPO_ROOT
-from lozo_core.train import TrainConfig, main, train
+from lozo_core.replay import main as replay_main
+from lozo_core.train import TrainConfig, main, rebuild, score, splits, train
+from lozo_core.trajectory import Trajectory
 
 SMALL = [
     "--model",
@@ -53,7 +57,16 @@ def test_cli_runs_and_writes_metrics_and_summary(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--task", "cola"], "--task 'cola': expected one of sst2, rte"),
+        (["--task", "cola"], "--task 'cola': expected one of sst2, sst2-review, rte, copa, cb"),
+        (["--objective", "f1"], "--objective 'f1': expected one of loss, accuracy"),
+        (
+            ["--objective", "accuracy", "--optimizer", "fo-adam"],
+            "--objective 'accuracy' has no gradient, and --optimizer fo-adam follows one",
+        ),
+        (
+            ["--objective", "accuracy", "--optimizer", "forward-grad"],
+            "--optimizer forward-grad follows one; use --objective loss",
+        ),
         (["--model", "gpt-5"], "--model 'gpt-5': expected one of"),
         (["--optimizer", "sgd-magic"], "--optimizer 'sgd-magic'"),
         (["--rank", "0"], "--rank 0: expected an integer >= 1"),
@@ -67,9 +80,50 @@ def test_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
 
 
 def test_missing_data_file_exits_2(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(D, "GLUE_DIR", tmp_path)
+    monkeypatch.setattr("lozo_core.tasks.task.DATA_DIR", tmp_path)
     assert main(["--out", str(tmp_path / "run")]) == 2
     assert "data file not found" in capsys.readouterr().err
+
+
+TINY_RUN = ["--model", "tiny-opt", "--k-shot", "2", "--batch-size", "4", "--eval-examples", "8"]
+
+
+@pytest.mark.parametrize(
+    ("task", "extra"),
+    [
+        ("copa", []),
+        ("winogrande", []),
+        ("multirc", []),
+        ("cb", []),
+        ("wic", []),
+        ("copa", ["--objective", "accuracy"]),
+        ("multirc", ["--objective", "accuracy", "--engine", "inplace"]),
+    ],
+)
+def test_every_task_and_objective_trains(task, extra, tmp_path, capsys):
+    argv = [*TINY_RUN, "--task", task, "--optimizer", "lozo", "--steps", "3", "--eval-every", "3"]
+    assert main([*argv, *extra, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["task"] == task and summary["eval_examples"] == 8
+    losses = [p["loss"] for p in summary["curve"] if "loss" in p]
+    assert len(losses) == 3 and all(0 <= loss < 10 for loss in losses)
+    if "accuracy" in extra and task == "copa":
+        assert all(8 * loss in range(9) for loss in losses)  # mean of two errors of 4 examples
+    if task == "multirc":
+        assert all(0 <= p["eval_f1"] <= 1 for p in summary["curve"] if "eval_accuracy" in p)
+
+
+def test_evaluate_cli_scores_a_choice_task_like_training(tmp_path, capsys):
+    from lozo_core.evaluate import main as evaluate_main
+
+    argv = [*TINY_RUN, "--task", "copa", "--eval-examples", "100", "--steps", "2"]
+    assert main([*argv, "--eval-every", "2", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    val = T.task.DATA_DIR / "superglue" / "copa" / "val.jsonl"
+    assert evaluate_main(["--checkpoint", str(tmp_path), "--task", "copa", "--data", str(val)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert result["examples"] == 100 and result["accuracy"] == summary["final_eval_accuracy"]
 
 
 @pytest.mark.parametrize("optimizer", ["lozo-m", "fo-adam"])
@@ -96,7 +150,8 @@ def test_resume_after_interruption_is_identical(optimizer, tmp_path):
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert resumed["curve"] == full["curve"]
+    untimed = lambda curve: [{k: v for k, v in point.items() if k != "time_s"} for point in curve]
+    assert untimed(resumed["curve"]) == untimed(full["curve"])
 
 
 def test_non_finite_loss_exits_3_and_keeps_checkpoint(tmp_path, capsys):
@@ -120,32 +175,6 @@ def test_non_finite_loss_exits_3_and_keeps_checkpoint(tmp_path, capsys):
     assert (tmp_path / "checkpoint.pt").exists()
 
 
-def test_reader_rejects_malformed_rows_with_file_and_line(tmp_path):
-    bad = tmp_path / "bad.tsv"
-    bad.write_text("sentence\tlabel\ngood movie\t1\nno label here\n")
-    with pytest.raises(ValueError, match=r"bad.tsv:3: expected 2 tab-separated fields, got 1"):
-        D.read_tsv(bad, "sst2")
-    bad.write_text("sentence\tlabel\ngood movie\t7\n")
-    with pytest.raises(ValueError, match=r"bad.tsv:2: label '7' is not one of 0..1"):
-        D.read_tsv(bad, "sst2")
-
-
-def test_vendored_data_and_k_shot_sampling():
-    train_set = D.glue_split("sst2", "train")
-    assert len(train_set) == 67349 and len(D.glue_split("rte", "dev")) == 277
-    a, b = D.k_shot(train_set, 16, 13), D.k_shot(train_set, 16, 13)
-    assert a == b and sorted(ex.label for ex in a) == [0] * 16 + [1] * 16
-    assert D.k_shot(train_set, 16, 21) != a
-    assert D.TASKS["sst2"].prompt({"sentence": "a fine film "}) == "a fine film It was"
-
-
-def test_mezo_protocol_splits_are_disjoint_and_sized():
-    train_set, validation_set = D.train_validation(D.glue_split("rte", "train"), seed=13)
-    assert len(train_set) == 1000 and len(validation_set) == 500
-    assert not {ex.text for ex in train_set} & {ex.text for ex in validation_set}
-    assert D.train_validation(D.glue_split("rte", "train"), seed=21)[0] != train_set
-
-
 def test_full_data_protocol_reports_eval_accuracy_at_best_validation(tmp_path):
     cfg = TrainConfig(
         model="tiny-opt",
@@ -164,7 +193,13 @@ def test_full_data_protocol_reports_eval_accuracy_at_best_validation(tmp_path):
     assert len(evals) == 4
     best = max(evals, key=lambda p: p["validation_accuracy"])
     assert summary["best_validation_step"] == best["step"]
-    assert summary["eval_accuracy_at_best_validation"] == best["eval_accuracy"]
+    assert not any("eval_accuracy" in p for p in summary["curve"]), "test split seen in training"
+    model, candidates, loaded = rebuild(cfg, Trajectory.load(tmp_path), best["step"])
+    _, _, test_set = splits(cfg)
+    accuracy = score(model, loaded.tokenizer, T.get_task("rte"), test_set, candidates, 64, "cpu")[
+        "accuracy"
+    ]
+    assert summary["eval_accuracy_at_best_validation"] == accuracy
 
 
 def test_load_opt_offline_names_the_way_out():
@@ -205,7 +240,7 @@ def test_evaluate_cli_scores_a_saved_run(tmp_path, capsys):
                 "--task",
                 "sst2",
                 "--data",
-                str(D.GLUE_DIR / "sst2" / "dev.tsv"),
+                str(T.task.DATA_DIR / "glue" / "sst2" / "dev.tsv"),
             ]
         )
         == 0
@@ -227,19 +262,19 @@ def test_encoder_gets_a_seeded_classification_head_and_its_runs_evaluate_alike(
     from lozo_core.models import EncoderClassifier, load_model
 
     loaded = load_model("minilm-l6")
-    model, candidates = D.scorer(loaded, D.get_task("rte"), seed=3)
+    model, candidates = S.scorer(loaded, T.get_task("rte"), seed=3)
     assert isinstance(model, EncoderClassifier) and candidates == [0, 1]
-    again, _ = D.scorer(load_model("minilm-l6"), D.get_task("rte"), seed=3)
+    again, _ = S.scorer(load_model("minilm-l6"), T.get_task("rte"), seed=3)
     assert torch.equal(model.head.weight, again.head.weight)
-    batch = D.encode(loaded.tokenizer, D.glue_split("rte", "dev")[:3])
-    assert D.candidate_logits(model, batch, candidates).shape == (3, 2)
+    batch = S.encode(loaded.tokenizer, T.get_task("rte").split("dev")[:3])
+    assert S.candidate_scores(model, batch, candidates).shape == (3, 2)
 
-    glue = tmp_path / "glue"
+    glue, vendored = tmp_path / "glue", T.task.DATA_DIR / "glue"
     (glue / "sst2").mkdir(parents=True)
-    (glue / "sst2" / "train.tsv").symlink_to(D.GLUE_DIR / "sst2" / "train.tsv")
-    dev_rows = (D.GLUE_DIR / "sst2" / "dev.tsv").read_text().splitlines()[:49]
+    (glue / "sst2" / "train.tsv").symlink_to(vendored / "sst2" / "train.tsv")
+    dev_rows = (vendored / "sst2" / "dev.tsv").read_text().splitlines()[:49]
     (glue / "sst2" / "dev.tsv").write_text("\n".join(dev_rows) + "\n")
-    monkeypatch.setattr(D, "GLUE_DIR", glue)
+    monkeypatch.setattr("lozo_core.tasks.task.DATA_DIR", tmp_path)
     out = tmp_path / "run"
     argv = ["--model", "minilm-l6", "--optimizer", "lozo", "--lr", "1e-2", "--steps", "2"]
     argv += ["--eval-every", "2", "--k-shot", "8", "--batch-size", "48", "--eval-examples", "48"]
@@ -258,3 +293,49 @@ def test_encoder_gets_a_seeded_classification_head_and_its_runs_evaluate_alike(
     result = json.loads(capsys.readouterr().out)
     assert result["examples"] == summary["eval_examples"] == 48
     assert result["accuracy"] == summary["final_eval_accuracy"]
+
+
+def test_evaluation_frequency_does_not_change_the_trained_weights(tmp_path):
+    """Issue 14: --eval-every 5 and --eval-every 40 give bit-identical final checkpoints."""
+    for every in (5, 40):
+        args = ["--model", "tiny-opt", "--optimizer", "lozo", "--steps", "40", "--lr", "1e-3"]
+        assert main([*args, "--eval-every", str(every), "--out", str(tmp_path / str(every))]) == 0
+    a, b = (
+        torch.load(tmp_path / e / "checkpoint.pt", weights_only=True)["model"] for e in ("5", "40")
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("optimizer", ["mezo", "lozo-m"])
+def test_resume_from_the_trajectory_alone_and_replay_cli(tmp_path, optimizer, capsys):
+    args = ["--model", "tiny-opt", "--optimizer", optimizer, "--lr", "1e-3", "--interval", "3",
+            "--eval-every", "4"]  # fmt: skip
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "full")]) == 0
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "cut")]) == 0
+    trajectory = Trajectory.load(tmp_path / "cut")
+    trajectory.truncate(4)
+    trajectory.save(tmp_path / "cut")
+    (tmp_path / "cut" / "checkpoint.pt").unlink()
+    assert main([*args, "--steps", "10", "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    full, cut = (
+        torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["model"]
+        for r in ("full", "cut")
+    )
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    assert replay_main([str(tmp_path / "full"), "--out", str(tmp_path / "rebuilt")]) == 0
+    rebuilt = torch.load(tmp_path / "rebuilt" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(full[k], rebuilt[k]) for k in full)
+    assert (tmp_path / "full" / "trajectory.json").stat().st_size < 4000
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_a_checkpoint_carrying_pickled_code_is_refused(tmp_path):
+    torch.save(
+        {"config": {}, "model": {}, "step": 0, "hook": _Payload()}, tmp_path / "checkpoint.pt"
+    )
+    with pytest.raises(ValueError, match="refused: loading it could run code"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
