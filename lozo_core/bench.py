@@ -2,10 +2,11 @@
 
 ``python -m lozo_core.bench --model opt-125m --random-init --device cpu --steps 3 --json OUT``
 times, on the same model, batch and sequence length: inference ``forward`` (batch B, the honest
-memory baseline) and ``forward-doubled`` (2B), ``mezo`` (in-place seed trick), ``lozo-inplace``
-(official-code style: perturb the weights, two forwards), ``lozo-sidepath`` (no weight writes, one
-forward over the doubled batch), ``lozo-sidepath-seq`` (no weight writes, two single-batch
-forwards), ``lozo-m``, ``zo-adam``, ``fo-sgd`` and ``fo-adam`` (backpropagation).
+memory baseline) and ``forward-doubled`` (2B), then every trainable optimizer of
+:data:`lozo_core.optim.table.TABLE` as training runs it (side-path rows evaluate both signs in
+one forward over the doubled batch, the *paired* mode), and the variants of :data:`VARIANTS`:
+LOZO with the in-place engine (the official code's way) and LOZO's side path in its
+*sequential* mode (two single-batch forwards, no doubled activations).
 
 Each method runs in its own child process (same seed, same random-init weights), so peak memory
 is per method: ``torch.cuda.max_memory_allocated`` on GPU; on CPU the peak resident set size
@@ -15,13 +16,14 @@ limit ``--memory-limit-gib``, or the kernel's OOM killer) is recorded as ``did n
 Times are wall clock on CPU and CUDA events on GPU: ``--warmup`` steps, then the median and
 spread over ``--steps``.
 
-Each ZO method is also compared with its own floor, the forwards it cannot avoid: two
-single-batch forwards (in-place methods and the sequential side path) or one forward over the
-doubled batch (the paired side path). The JSON has ``config``, ``machine``, the load average at
-start and end, and ``results.<method>`` with ``step_s_median``, ``step_s_min``, ``step_s_max``,
-``peak_mem_bytes``, ``rss_loaded_bytes`` and the ratios ``time_vs_<ref>`` and ``mem_vs_<ref>``
-for ``ref`` in ``forward``, ``forward-doubled``, ``mezo`` and ``floor``. It is rewritten after
-every method, and ``--resume`` skips the methods it already holds.
+Each zeroth-order method is also compared with its own floor, the forwards it cannot avoid
+(its row's ``passes``): :math:`n` single-batch forwards, or :math:`n/2` forwards over the doubled
+batch in the paired side path. The JSON has ``config``, ``machine`` (CPU model and flags), the
+load average at start and end, and ``results.<method>`` with ``label``, ``step_s_median``,
+``step_s_min``, ``step_s_max``, ``peak_mem_bytes``, ``rss_loaded_bytes`` and the ratios
+``time_vs_<ref>`` and ``mem_vs_<ref>`` for ``ref`` in ``forward``, ``forward-doubled``, ``mezo``
+and (time only) ``floor``. It is rewritten after every method, and ``--resume`` skips the
+methods it already holds.
 """
 
 from __future__ import annotations
@@ -36,36 +38,55 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from lozo_core.models import DTYPES, OPT_SIZES, load_model, random_init_like, tiny_opt
-from lozo_core.optim import LOZO, MeZO, PairedClosure, ZOAdam
+from lozo_core.models import DTYPES, OPT_SIZES, decay_groups, load_model, random_init_like, tiny_opt
+from lozo_core.optim import PairedClosure
+from lozo_core.optim.table import ROWS, TABLE, Hyper
 from lozo_core.provenance import machine
 from lozo_core.train import write_json_atomic
 
-METHODS = (
-    "forward",
-    "forward-doubled",
-    "mezo",
-    "lozo-inplace",
-    "lozo-sidepath",
-    "lozo-sidepath-seq",
-    "lozo-m",
-    "zo-adam",
-    "fo-sgd",
-    "fo-adam",
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmark row: inference over ``batches`` copies of the batch (``row`` None), or the
+    optimizer ``row`` of the table, optionally on another ``engine`` or with the side path's
+    sequential closure (``paired=False``)."""
+
+    name: str
+    label: str
+    row: str | None = None
+    engine: str | None = None
+    paired: bool = True
+    batches: int = 1
+
+
+INFERENCE = (
+    Method("forward", "inference, batch B"),
+    Method("forward-doubled", "inference, batch 2B", batches=2),
 )
-FLOORS = {
-    "mezo": "two forwards",
-    "lozo-inplace": "two forwards",
-    "lozo-sidepath": "doubled forward",
-    "lozo-sidepath-seq": "two forwards",
-    "lozo-m": "doubled forward",
-    "zo-adam": "two forwards",
+VARIANTS = {
+    "lozo": (
+        Method("lozo-inplace", "LOZO, in-place engine", row="lozo", engine="inplace"),
+        Method("lozo-sequential", "LOZO, side path sequential", row="lozo", paired=False),
+    )
+}
+METHODS = {
+    m.name: m
+    for m in (
+        *INFERENCE,
+        *(
+            v
+            for r in ROWS
+            if r.trains
+            for v in (Method(r.name, r.label, row=r.name), *VARIANTS.get(r.name, ()))
+        ),
+    )
 }
 BENCH_MODELS = (*OPT_SIZES, "smollm2-135m", "tiny-opt")
 GIB = 2**30
@@ -88,44 +109,41 @@ def per_example_lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return losses.view(ids.shape[0], -1).mean(1)
 
 
+def hyper(method: Method, rank: int, interval: int) -> Hyper:
+    row = TABLE[method.row]
+    engine = method.engine or Hyper.engine
+    return Hyper(lr=row.default_lr, rank=rank, interval=interval, engine=engine)
+
+
 def method_step(
-    method: str, model: nn.Module, ids: torch.Tensor, rank: int, interval: int, loss=None
+    name: str, model: nn.Module, ids: torch.Tensor, rank: int, interval: int, loss=None
 ):
-    """A zero-argument callable doing one step of ``method``.
+    """``(step, paired)``: a zero-argument callable doing one step of method ``name``, and
+    whether it evaluates both signs in one doubled forward.
 
     ``loss(model, ids)`` gives one loss per sequence (default :func:`per_example_lm_loss`).
     """
+    method = METHODS[name]
     loss = loss or per_example_lm_loss
     loss_fn = lambda batch: loss(model, batch)
-    doubled = torch.cat([ids, ids])
-    if method == "forward":
-        return torch.no_grad()(lambda: loss_fn(ids))
-    if method == "forward-doubled":
-        return torch.no_grad()(lambda: loss_fn(doubled))
-    if method in ("fo-sgd", "fo-adam"):
-        opt = (torch.optim.SGD if method == "fo-sgd" else torch.optim.Adam)(
-            model.parameters(), lr=1e-7
-        )
+    if method.row is None:
+        batch = torch.cat([ids] * method.batches)
+        return torch.no_grad()(lambda: loss_fn(batch)), False
+    row = TABLE[method.row]
+    if not row.zeroth_order:
+        opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
 
         def fo_step():
             opt.zero_grad(set_to_none=True)
             loss_fn(ids).mean().backward()
             opt.step()
 
-        return fo_step
-    plain = lambda: loss_fn(ids).mean()
-    if method == "mezo":
-        opt = MeZO(model, lr=1e-7)
-        return lambda: opt.step(plain)
-    if method == "zo-adam":
-        opt = ZOAdam(model, lr=1e-7)
-        return lambda: opt.step(plain)
-    engine = "inplace" if method == "lozo-inplace" else "sidepath"
-    momentum = 0.9 if method == "lozo-m" else 0.0
-    opt = LOZO(model, lr=1e-7, rank=rank, interval=interval, momentum=momentum, engine=engine)
-    paired = FLOORS[method] == "doubled forward"
-    closure = PairedClosure(loss_fn, ids, lambda b: torch.cat([b, b])) if paired else plain
-    return lambda: opt.step(closure)
+        return fo_step, False
+    opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
+    closure = PairedClosure(loss_fn, ids, lambda b: torch.cat([b, b]))
+    engine = getattr(getattr(opt, "engine", None), "name", "")
+    paired = method.paired and engine.startswith("sidepath")
+    return (lambda: opt.step(closure if paired else closure.__call__)), paired
 
 
 def _status_bytes(field: str) -> int | None:
@@ -211,7 +229,7 @@ def _measure(args: dict, method: str, queue) -> None:
         ).to(device)
         rss_loaded = _status_bytes("VmRSS")
         reset = not cuda and reset_peak_rss()
-        step = method_step(method, model, ids, args["rank"], args["interval"])
+        step, paired = method_step(method, model, ids, args["rank"], args["interval"])
         times = _timed_steps(step, args["warmup"], args["steps"], cuda)
     except (MemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
@@ -231,6 +249,7 @@ def _measure(args: dict, method: str, queue) -> None:
             "rss_start_bytes": rss_start,
             "rss_loaded_bytes": rss_loaded,
             "parameters": sum(p.numel() for p in model.parameters()),
+            "paired": paired,
         }
     )
 
@@ -256,10 +275,26 @@ def run_method(args: dict, method: str) -> dict:
     if "did_not_fit" in result:
         return {"error": "did not fit", **result, **load}
     times = result.pop("times_s")
+    floor = floor_forwards(method, result["paired"], args["rank"], args["interval"])
     return {
+        "label": METHODS[method].label,
         "step_s_median": statistics.median(times), "step_s_min": min(times), "step_s_max": max(times),
-        "steps": len(times), "times_s": times, **result, **load,
+        "steps": len(times), "times_s": times, **result, **({"floor": floor} if floor else {}), **load,
     }  # fmt: skip
+
+
+def floor_forwards(name: str, paired: bool, rank: int, interval: int) -> dict[str, float] | None:
+    """The forwards method ``name`` cannot avoid, from its row's ``passes``: ``{"forward": n}``,
+    or ``{"forward-doubled": n / 2}`` in the paired side path; None for inference and for
+    methods that differentiate."""
+    method = METHODS[name]
+    if method.row is None:
+        return None
+    passes = TABLE[method.row].passes(hyper(method, rank, interval))
+    if set(passes) != {"forward"}:
+        return None
+    n = passes["forward"]
+    return {"forward-doubled": n / 2} if paired else {"forward": n}
 
 
 def _measured(results: dict, name: str) -> dict | None:
@@ -268,13 +303,11 @@ def _measured(results: dict, name: str) -> dict | None:
 
 
 def floor_seconds(results: dict, method: str) -> float | None:
-    """The forwards ``method`` cannot avoid: two single-batch forwards or one doubled forward."""
-    kind = FLOORS.get(method)
-    if kind == "two forwards" and _measured(results, "forward"):
-        return 2 * results["forward"]["step_s_median"]
-    if kind == "doubled forward" and _measured(results, "forward-doubled"):
-        return results["forward-doubled"]["step_s_median"]
-    return None
+    """The time of ``method``'s floor (``floor``: inference row -> count), if those rows were measured."""
+    floor = results[method].get("floor") or {}
+    if not floor or not all(_measured(results, ref) for ref in floor):
+        return None
+    return sum(n * results[ref]["step_s_median"] for ref, n in floor.items())
 
 
 def add_ratios(results: dict) -> None:
@@ -289,7 +322,7 @@ def add_ratios(results: dict) -> None:
                 r[f"mem_vs_{ref}"] = r["peak_mem_bytes"] / base["peak_mem_bytes"]
         floor = floor_seconds(results, method)
         if floor:
-            r["floor"], r["time_vs_floor"] = FLOORS[method], r["step_s_median"] / floor
+            r["time_vs_floor"] = r["step_s_median"] / floor
 
 
 def goals(results: dict, device: str) -> list[str]:
@@ -301,7 +334,7 @@ def goals(results: dict, device: str) -> list[str]:
         )
 
     lines = []
-    paired, seq = _measured(results, "lozo-sidepath"), _measured(results, "lozo-sidepath-seq")
+    paired, seq = _measured(results, "lozo"), _measured(results, "lozo-sequential")
     if paired and "time_vs_floor" in paired:
         lines.append(
             line("LOZO side-path (paired) step / doubled forward", paired["time_vs_floor"], 1.15)
@@ -338,7 +371,7 @@ def goals(results: dict, device: str) -> list[str]:
 
 def table(results: dict) -> str:
     head = (
-        f"{'method':18s} {'step s':>9s} {'min':>8s} {'max':>8s} {'x floor':>8s} {'x MeZO':>7s} "
+        f"{'method':16s} {'step s':>9s} {'min':>8s} {'max':>8s} {'x floor':>8s} {'x MeZO':>7s} "
         f"{'peak MiB':>9s} {'mem x fwd':>9s} {'mem x fwd2':>10s}"
     )
     rows = [head, "-" * len(head)]
@@ -346,10 +379,10 @@ def table(results: dict) -> str:
     for name, r in results.items():
         if "error" in r:
             reason = f"did not fit: {r['did_not_fit']}" if "did_not_fit" in r else r["error"]
-            rows.append(f"{name:18s} {reason}")
+            rows.append(f"{name:16s} {reason}")
             continue
         rows.append(
-            f"{name:18s} {r['step_s_median']:9.4f} {r['step_s_min']:8.4f} {r['step_s_max']:8.4f} "
+            f"{name:16s} {r['step_s_median']:9.4f} {r['step_s_min']:8.4f} {r['step_s_max']:8.4f} "
             f"{r.get('time_vs_floor', nan):8.2f} {r.get('time_vs_mezo', nan):7.2f} {r['peak_mem_bytes'] / 2**20:9.0f} "
             f"{r.get('mem_vs_forward', nan):9.3f} {r.get('mem_vs_forward-doubled', nan):10.3f}"
         )  # fmt: skip

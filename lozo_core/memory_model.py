@@ -40,8 +40,8 @@ METHODS = (
     "forward-doubled",
     "mezo",
     "lozo-inplace",
-    "lozo-sidepath",
-    "lozo-sidepath-seq",
+    "lozo",
+    "lozo-sequential",
     "lozo-m",
     "zo-adam",
     "fo-sgd",
@@ -123,12 +123,12 @@ def peak_bytes(
             f"batch, seq_len and bytes_per must be >= 1, got {batch}, {seq_len}, {bytes_per}"
         )
     P, w = arch.parameters, bytes_per
-    doubled = method in ("forward-doubled", "lozo-sidepath", "lozo-m")
+    doubled = method in ("forward-doubled", "lozo", "lozo-m")
     b = 2 * batch if doubled else batch
     terms = dict.fromkeys(TERMS, 0)
     terms["process"], terms["weights"] = process_bytes, P * w
     terms["activations"] = logits_bytes(arch, b, seq_len, w)
-    if method in ("lozo-sidepath", "lozo-sidepath-seq", "lozo-m"):
+    if method in ("lozo", "lozo-sequential", "lozo-m"):
         terms["activations"] += 4 * b * seq_len * arch.vocab
     if method.startswith("lozo"):
         terms["optimizer state"] = (arch.matrix_sides * rank + arch.vector_parameters) * 4
