@@ -113,25 +113,31 @@ def test_ratios_use_single_batch_inference_and_each_methods_floor():
     assert "did not fit: MemoryError" in bench.table(res)
 
 
-def test_bench_markdown_shows_every_bench_record_and_only_those():
-    rec = {
-        "kind": "bench",
-        "config": {"model": "opt-125m", "random_init": True, "dtype": "float32", "batch_size": 4,
-                   "seq_len": 64, "interval": 50},
-        "machine": {**machine(), "gpu": None},
-        "command": "python -m lozo_core.bench --model opt-125m",
-        "loadavg_start": [0.5, 0.5, 0.5], "loadavg_end": [0.7, 0.5, 0.5],
-        "results": {
-            "forward": _row(1.0, 2**30),
-            "lozo-sidepath-seq": _row(2.2, 2**30),
-            "fo-adam": {"error": "did not fit", "did_not_fit": "MemoryError"},
-        },
-    }  # fmt: skip
-    bench.add_ratios(rec["results"])
-    text = results.bench_markdown([rec, {"kind": "drift"}, {"kind": "profile"}])
-    assert "| lozo-sidepath-seq | 2.200 | 1.10 | — | 1024 | 1.000 | — | — | — |" in text
+def _record(model: str, dtype: str, batch: int, seq_len: int, results: dict) -> dict:
+    config = {"model": model, "random_init": True, "dtype": dtype, "batch_size": batch,
+              "seq_len": seq_len, "interval": 50}  # fmt: skip
+    bench.add_ratios(results)
+    return {"kind": "bench", "config": config, "machine": {**machine(), "gpu": None},
+            "command": "python -m lozo_core.bench", "results": results}  # fmt: skip
+
+
+def test_bench_markdown_shows_every_bench_record_and_what_is_not_recorded():
+    rows = {
+        "forward": {**_row(1.0, 2**30), "loadavg_start": [0.5] * 3, "loadavg_end": [0.7] * 3},
+        "lozo-sequential": {**_row(2.2, 2**30), "floor": {"forward": 2}},
+        "fo-adam": {"error": "did not fit", "did_not_fit": "MemoryError"},
+    }
+    fp32 = _record("opt-125m", "float32", 4, 64, rows)
+    bf16 = _record("opt-125m", "bfloat16", 4, 64, {"forward": _row(3.0, 2**29)})
+    text = results.bench_markdown([fp32, bf16, {"kind": "drift"}, {"kind": "profile"}])
+    assert "| lozo-sequential | 2.200 | 1.10 | — | 1024 | 1.000 | — | — | — |" in text
+    assert "| forward | 1.000 | — | — | 1024 | 1.000 | — | 3.000 | 3.0 |" in text
     assert "| fo-adam | did not fit |" in text
-    assert "no bf16 matrix instructions" in text or "bf16 in hardware" in text
+    assert "a step takes 3.0–3.0× its fp32 time" in text
+    assert "Not recorded yet: opt-350m, opt-1.3b, opt-2.7b" in text
+    assert "load average during the runs 0.5–0.7" in text
+    flags = set(machine()["cpu_flags"])
+    assert ("bf16 in hardware" in text) == bool(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def _counted_saved_bytes(model, ids) -> int:
