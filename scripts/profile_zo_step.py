@@ -107,7 +107,7 @@ def generator_candidates(params: list[torch.Tensor], pool: ThreadPoolExecutor) -
             torch.randn(shapes[i], generator=stream(1, i))
 
     candidates = {
-        "torch.randn per parameter, one generator (the library today)": torch_per_parameter,
+        "torch.randn per parameter, one generator": torch_per_parameter,
         "torch.randn bf16 per parameter": lambda: torch_per_parameter(torch.bfloat16),
         "torch.randn one flat buffer per step": torch_flat,
         "Tensor.normal_ into one reused buffer": torch_reused_buffer,
@@ -124,7 +124,7 @@ def generator_candidates(params: list[torch.Tensor], pool: ThreadPoolExecutor) -
         "torch.randn, one generator per parameter, 1 thread": lambda: per_parameter_streams(
             range(len(params))
         ),
-        "torch.randn, one generator per parameter, 2 threads": lambda: list(
+        "torch.randn, one generator per parameter, 2 threads (the library's layout)": lambda: list(
             pool.map(per_parameter_streams, halves)
         ),
     }
@@ -311,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = args.out or OUT_DIR / f"profile_zo_step_cpu_{args.model}_{args.dtype}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(out.read_text()) if out.exists() else {}
     for name in args.redo:
         record.pop(name, None)

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = args.out or OUT_DIR / f"drift_{args.model}_{args.parameter.split('.')[-2]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(out.read_text()) if out.exists() else {"cycles": {}, "training": {}}
     loaded = load_model(args.model)
     weight = dict(loaded.model.named_parameters())[args.parameter].detach().float().clone()
