@@ -402,8 +402,9 @@ if main is not None:
           f"{r['lozo']['mem_vs_forward']:.2f}, LOZO sequential {r['lozo-sequential']['mem_vs_forward']:.2f}, "
           f"FO-SGD {r['fo-sgd']['mem_vs_forward']:.2f}, FO-Adam {r['fo-adam']['mem_vs_forward']:.2f}.")  # fmt: skip
 if main is not None and bf16 is not None:
-    print(f"* bf16 on this CPU ({cpu_line(bf16['machine'])}): every step {min(slower.values()):.1f}-"
-          f"{max(slower.values()):.1f}x slower than fp32 — it pays only with bf16 matrix instructions.")  # fmt: skip
+    verdict = "slower" if min(slower.values()) > 1 else "faster" if max(slower.values()) < 1 else "slower or faster"
+    print(f"* bf16 on this CPU ({cpu_line(bf16['machine'])}): a step takes {min(slower.values()):.1f}-"
+          f"{max(slower.values()):.1f}x its fp32 time ({verdict}).")  # fmt: skip
 if context:
     last = context[-1]
     fo_over_zo = last["results"]["fo-sgd"]["peak_mem_bytes"] / last["results"]["lozo-sequential"]["peak_mem_bytes"]
