@@ -7,9 +7,11 @@ Records ``data/results/bench/profile_zo_step_cpu_<model>_<dtype>.json``:
   buffer, bf16; numpy's ``Generator.standard_normal(dtype=float32)`` bridged by
   ``torch.from_numpy``; torch with one generator per parameter in two threads).
 * ``breakdown``: for MeZO and LOZO (in-place, side-path paired, side-path sequential), the
-  fastest of ``--repeats`` steps under ``torch.profiler``, split into the forward passes (the
-  closure), random draws (``aten::randn``), in-place weight writes (``add_``, ``addmm_``,
-  ``mul_``, ``copy_``) and other update arithmetic (the rest of the step outside the closure).
+  fastest of ``--repeats`` steps under ``torch.profiler``, the main thread's time split into the
+  forward passes (the closure), random draws (``aten::randn``), in-place weight writes
+  (``add_``, ``addmm_``, ``mul_``, ``copy_``) and the rest (update arithmetic and waiting for
+  directions), and the time the library's draw threads spent drawing directions (overlapping
+  the main thread).
 * ``mezo_variants``: MeZO's passes over the weights (draws, writes, update; a constant closure,
   so no forward) as the library runs them against standalone re-implementations of the
   proposals (the update as one ``add_``; fused restore + update; the passes split over two
@@ -29,6 +31,7 @@ import os
 import shlex
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +43,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from lozo_core.bench import method_step, per_example_lm_loss
 from lozo_core.models import DTYPES, random_init_like
+from lozo_core.optim.directions import Query
 from lozo_core.provenance import machine
 from lozo_core.rng import stream
 from lozo_core.train import write_json_atomic
@@ -145,9 +149,35 @@ def generator_candidates(params: list[torch.Tensor], pool: ThreadPoolExecutor) -
     return rows
 
 
+class DrawClock:
+    """Seconds spent in ``Query.draw`` on any thread: the library draws directions on worker
+    threads ahead of use (:func:`lozo_core.optim.directions.prefetched`), which
+    ``torch.profiler`` does not record."""
+
+    def __init__(self):
+        self.seconds, self._lock, self._original = 0.0, threading.Lock(), Query.draw
+
+    def __enter__(self):
+        original = self._original
+
+        def timed_draw(query, i):
+            t0 = time.perf_counter()
+            out = original(query, i)
+            with self._lock:
+                self.seconds += time.perf_counter() - t0
+            return out
+
+        Query.draw = timed_draw
+        return self
+
+    def __exit__(self, *exc) -> None:
+        Query.draw = self._original
+
+
 def profiled_step(step: Callable[[], object]) -> dict:
-    """One step under the profiler: forward / draws / weight writes / other, in seconds."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    """One step under the profiler: the main thread's time split into forward / draws / weight
+    writes / other (which includes waiting for the draw threads), and the draw threads' time."""
+    with DrawClock() as clock, profile(activities=[ProfilerActivity.CPU]) as prof:
         t0 = time.perf_counter()
         with record_function("zo-step"):
             step()
@@ -173,7 +203,7 @@ def profiled_step(step: Callable[[], object]) -> dict:
         else:
             parts["other"] += seconds
     parts["unaccounted (python)"] = wall - sum(parts.values())
-    return {"wall_s": wall, **parts}
+    return {"wall_s": wall, **parts, "draw threads (overlapping)": clock.seconds}
 
 
 def breakdown(model, ids, rank: int, interval: int, repeats: int) -> dict:
