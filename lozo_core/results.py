@@ -128,7 +128,9 @@ def bench_groups(records: list[dict]) -> dict:
     bench = [r for r in records if r.get("kind") == "bench"]
     main = {r["config"]["dtype"]: r for r in bench if bench_key(r) in
             {("opt-125m", d, 4, 64, 50) for d in ("float32", "bfloat16")}}  # fmt: skip
-    scaling = sorted((r for r in bench if bench_key(r)[1:] == ("float32", 4, 64, 50)), key=parameters)
+    scaling = sorted(
+        (r for r in bench if bench_key(r)[1:] == ("float32", 4, 64, 50)), key=parameters
+    )
     context = sorted((r for r in bench if bench_key(r)[0] == "opt-125m" and bench_key(r)[2] == 1),
                      key=lambda r: r["config"]["seq_len"])  # fmt: skip
     shown = {id(r) for r in (*main.values(), *scaling, *context)}

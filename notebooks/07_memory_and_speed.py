@@ -101,16 +101,27 @@ def sweep(recs, label, fmt):
 if profile is None:
     not_recorded("the profile", "profile")
 else:
-    print(f"OPT-125M (random init), fp32, batch {profile['batch']}, {profile['config']['threads']} threads:")
+    print(
+        f"OPT-125M (random init), fp32, batch {profile['batch']}, {profile['config']['threads']} threads:"
+    )
     provenance(profile)
     parts = ["forward", "random draws", "weight writes", "other", "unaccounted (python)"]
     breakdown = pd.DataFrame(profile["breakdown"]["rows"]).T
-    print(breakdown[["wall_s", *parts, "draw threads (overlapping)"]].astype(float).round(3).to_string())
+    print(
+        breakdown[["wall_s", *parts, "draw threads (overlapping)"]]
+        .astype(float)
+        .round(3)
+        .to_string()
+    )
     ax = breakdown[parts].astype(float).plot.barh(stacked=True, figsize=(9, 3))
-    ax.set(xlabel="seconds (the fastest profiled step)", title="Where a step's time goes (main thread)")
+    ax.set(
+        xlabel="seconds (the fastest profiled step)", title="Where a step's time goes (main thread)"
+    )
     plt.tight_layout()
     plt.show()
-    shares = {m: {p: r[p] / r["wall_s"] for p in parts} for m, r in profile["breakdown"]["rows"].items()}
+    shares = {
+        m: {p: r[p] / r["wall_s"] for p in parts} for m, r in profile["breakdown"]["rows"].items()
+    }
     print("MeZO: " + ", ".join(f"{p} {v:.0%}" for p, v in shares["mezo"].items()) + " of the step; its draw threads "
           f"drew for {profile['breakdown']['rows']['mezo']['draw threads (overlapping)']:.2f} s.")  # fmt: skip
 
@@ -126,7 +137,12 @@ else:
 # %%
 if profile is not None:
     generators = pd.DataFrame(profile["generators"]["rows"]).T
-    print(generators[["s_per_draw_of_all_parameters", "ns_per_sample"]].astype(float).round(3).to_string())
+    print(
+        generators[["s_per_draw_of_all_parameters", "ns_per_sample"]]
+        .astype(float)
+        .round(3)
+        .to_string()
+    )
     variants = pd.DataFrame(profile["mezo_variants"]["rows"]).T
     cols = ["passes_s_min", "time_vs_library", "max_abs_weight_difference_vs_library"]
     print()
@@ -199,19 +215,33 @@ if main is None or bf16 is None:
     not_recorded("OPT-125M bf16", "125m-bf16")
 else:
     provenance(bf16)
-    both = [m for m, r in main["results"].items() if measured(r) and measured(bf16["results"].get(m))]
+    both = [
+        m for m, r in main["results"].items() if measured(r) and measured(bf16["results"].get(m))
+    ]
     dtype_rows = [{"method": m, "dtype": d, "step (s)": rec["results"][m]["step_s_median"]}
                   for d, rec in (("fp32", main), ("bf16", bf16)) for m in both]  # fmt: skip
     ax = sns.barplot(data=pd.DataFrame(dtype_rows), x="method", y="step (s)", hue="dtype")
-    ax.set(title=f"fp32 against bf16, OPT-125M, 4 × 64, {bf16['machine']['cpu_model']}", xlabel="", yscale="log")
+    ax.set(
+        title=f"fp32 against bf16, OPT-125M, 4 × 64, {bf16['machine']['cpu_model']}",
+        xlabel="",
+        yscale="log",
+    )
     ax.tick_params(axis="x", rotation=60)
     plt.tight_layout()
     plt.show()
-    slower = {m: bf16["results"][m]["step_s_median"] / main["results"][m]["step_s_median"] for m in both}
-    memory = {m: bf16["results"][m]["peak_mem_bytes"] / main["results"][m]["peak_mem_bytes"] for m in both}
+    slower = {
+        m: bf16["results"][m]["step_s_median"] / main["results"][m]["step_s_median"] for m in both
+    }
+    memory = {
+        m: bf16["results"][m]["peak_mem_bytes"] / main["results"][m]["peak_mem_bytes"] for m in both
+    }
     print(f"bf16 step / fp32 step: {min(slower.values()):.1f}x to {max(slower.values()):.1f}x; "
           f"bf16 peak memory / fp32: {min(memory.values()):.2f} to {max(memory.values()):.2f}")  # fmt: skip
-    print(pd.DataFrame({"bf16 / fp32 time": slower, "bf16 / fp32 memory": memory}).round(2).to_string())
+    print(
+        pd.DataFrame({"bf16 / fp32 time": slower, "bf16 / fp32 memory": memory})
+        .round(2)
+        .to_string()
+    )
 
 # %% [markdown]
 # ## 7.4 Scaling with the model
@@ -229,7 +259,10 @@ for rec in scaling:
     provenance(rec)
 for name in SCALING_SIZES:
     if name not in recorded:
-        not_recorded(f"{name} (model only below)", "125m-fp32" if name == "opt-125m" else name.removeprefix("opt-"))
+        not_recorded(
+            f"{name} (model only below)",
+            "125m-fp32" if name == "opt-125m" else name.removeprefix("opt-"),
+        )
 arch = {name: Architecture.of_opt(name) for name in SCALING_SIZES}
 starts = [r["rss_start_bytes"] for rec in groups["scaling"] + groups["context"] for r in rec["results"].values() if "rss_start_bytes" in r]  # fmt: skip
 process = float(np.median(starts)) if starts else 0.0
@@ -238,20 +271,39 @@ colors = dict(zip(methods, sns.color_palette("tab10", len(methods)), strict=True
 
 
 def modelled(method, name, batch, seq_len):
-    terms = peak_bytes(method, arch[name], batch=batch, seq_len=seq_len, bytes_per=4, process_bytes=process)
+    terms = peak_bytes(
+        method, arch[name], batch=batch, seq_len=seq_len, bytes_per=4, process_bytes=process
+    )
     return sum(terms.values())
 
 
 sizes = [arch[n].parameters for n in SCALING_SIZES]
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 for m in methods:
-    axes[0].plot(sizes, [modelled(m, n, 4, 64) / 2**30 for n in SCALING_SIZES], "-", color=colors[m], alpha=0.5)
-    points = [(arch[rec["config"]["model"]].parameters, rec["config"]["model"], rec["results"].get(m)) for rec in scaling]
+    axes[0].plot(
+        sizes,
+        [modelled(m, n, 4, 64) / 2**30 for n in SCALING_SIZES],
+        "-",
+        color=colors[m],
+        alpha=0.5,
+    )
+    points = [
+        (arch[rec["config"]["model"]].parameters, rec["config"]["model"], rec["results"].get(m))
+        for rec in scaling
+    ]
     ok = [(p, r) for p, _, r in points if measured(r)]
     unfit = [(p, n) for p, n, r in points if r is not None and "did_not_fit" in r]
-    axes[0].plot([p for p, _ in ok], [r["peak_mem_bytes"] / 2**30 for _, r in ok], "o", color=colors[m], label=m)
+    axes[0].plot(
+        [p for p, _ in ok],
+        [r["peak_mem_bytes"] / 2**30 for _, r in ok],
+        "o",
+        color=colors[m],
+        label=m,
+    )
     axes[0].plot([p for p, _ in unfit], [modelled(m, n, 4, 64) / 2**30 for _, n in unfit], "x", color=colors[m], ms=10, mew=2)  # fmt: skip
-    axes[1].plot([p for p, _ in ok], [r["step_s_median"] for _, r in ok], "o-", color=colors[m], label=m)
+    axes[1].plot(
+        [p for p, _ in ok], [r["step_s_median"] for _, r in ok], "o-", color=colors[m], label=m
+    )
 for ax in axes:
     ax.set_xscale("log")
     ax.set_xticks(sizes, [n.removeprefix("opt-") for n in SCALING_SIZES])
@@ -277,7 +329,9 @@ fit = pd.DataFrame([
 if len(fit):
     fit["model / measured"] = fit["model GiB"] / fit["measured GiB"]
     print(fit.round(2).to_string(index=False))
-terms = peak_bytes("fo-adam", arch["opt-1.3b"], batch=4, seq_len=64, bytes_per=4, process_bytes=process)
+terms = peak_bytes(
+    "fo-adam", arch["opt-1.3b"], batch=4, seq_len=64, bytes_per=4, process_bytes=process
+)
 print("FO-Adam at 1.3B, modelled: " + ", ".join(f"{t} {terms[t] / 2**30:.1f} GiB" for t in TERMS))
 
 # %% [markdown]
@@ -297,9 +351,25 @@ else:
     lengths = [r["config"]["seq_len"] for r in context]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for m in methods:
-        pts = [(r["config"]["seq_len"], r["results"][m]) for r in context if measured(r["results"].get(m))]
-        ax.plot([t for t, _ in pts], [r["peak_mem_bytes"] / 2**30 for _, r in pts], "o", color=colors[m], label=m)
-        ax.plot(lengths, [modelled(m, "opt-125m", 1, t) / 2**30 for t in lengths], "-", color=colors[m], alpha=0.5)
+        pts = [
+            (r["config"]["seq_len"], r["results"][m])
+            for r in context
+            if measured(r["results"].get(m))
+        ]
+        ax.plot(
+            [t for t, _ in pts],
+            [r["peak_mem_bytes"] / 2**30 for _, r in pts],
+            "o",
+            color=colors[m],
+            label=m,
+        )
+        ax.plot(
+            lengths,
+            [modelled(m, "opt-125m", 1, t) / 2**30 for t in lengths],
+            "-",
+            color=colors[m],
+            alpha=0.5,
+        )
     ax.set(xscale="log", xlabel="sequence length (tokens)", ylabel="peak memory (GiB)",
            title="OPT-125M, batch 1: measured (o) and modelled (line)")  # fmt: skip
     ax.set_xticks(lengths, [str(t) for t in lengths])
@@ -334,16 +404,24 @@ else:
     for name, row in drift["cycles"].items():
         method, dtype = name.split()
         if any(d > 0 for d in row["drift"]):
-            axes[0].plot(row["checkpoints"], row["drift"], styles[method], color=dcolors[dtype], label=name)
+            axes[0].plot(
+                row["checkpoints"], row["drift"], styles[method], color=dcolors[dtype], label=name
+            )
         else:
-            zero_rows.append(f"{name}: drift {max(row['drift'])}, entries changed {row['changed_entries']}")
+            zero_rows.append(
+                f"{name}: drift {max(row['drift'])}, entries changed {row['changed_entries']}"
+            )
     axes[0].set(xscale="log", yscale="log", xlabel="perturb/restore cycles (steps at lr = 0)",
                 ylabel=r"$\|W-W_0\|_F/\|W_0\|_F$", title="in place drifts; side path: measured 0 (not drawable on a log axis)")  # fmt: skip
     for name, row in drift["training"].items():
         method, dtype = name.split()
-        axes[1].plot(row["checkpoints"], row["drift"], styles[method], color=dcolors[dtype], label=name)
+        axes[1].plot(
+            row["checkpoints"], row["drift"], styles[method], color=dcolors[dtype], label=name
+        )
         if method == "lozo-sidepath":
-            axes[1].plot(row["checkpoints"], row["storage_floor"], color=dcolors[dtype], alpha=0.3, lw=6)
+            axes[1].plot(
+                row["checkpoints"], row["storage_floor"], color=dcolors[dtype], alpha=0.3, lw=6
+            )
     axes[1].set(xscale="log", yscale="log", xlabel="training step", ylabel="distance to the float64 run / ‖W0‖",
                 title="training: thick pale line = storage floor of the dtype")  # fmt: skip
     axes[0].legend(fontsize=7)
@@ -363,8 +441,12 @@ else:
 # %%
 weight = torch.randn(*demo_shape, generator=torch.Generator().manual_seed(0)) * 0.02
 for method in ("mezo", "lozo-inplace", "lozo-sidepath"):
-    r = cycle_drift(weight, method=method, dtype=torch.bfloat16, cycles=demo_cycles, checkpoints=(demo_cycles,))
-    print(f"{method:14s} bf16, {demo_cycles} cycles: drift {r['drift'][0]:.2e}, entries changed {r['changed_entries']} of {weight.numel()}")
+    r = cycle_drift(
+        weight, method=method, dtype=torch.bfloat16, cycles=demo_cycles, checkpoints=(demo_cycles,)
+    )
+    print(
+        f"{method:14s} bf16, {demo_cycles} cycles: drift {r['drift'][0]:.2e}, entries changed {r['changed_entries']} of {weight.numel()}"
+    )
 
 # %% [markdown]
 # ## 7.7 Data parallelism: what crosses the wire
@@ -405,15 +487,30 @@ if main is not None:
           f"{r['lozo']['mem_vs_forward']:.2f}, LOZO sequential {r['lozo-sequential']['mem_vs_forward']:.2f}, "
           f"FO-SGD {r['fo-sgd']['mem_vs_forward']:.2f}, FO-Adam {r['fo-adam']['mem_vs_forward']:.2f}.")  # fmt: skip
 if main is not None and bf16 is not None:
-    verdict = "slower" if min(slower.values()) > 1 else "faster" if max(slower.values()) < 1 else "slower or faster"
+    verdict = (
+        "slower"
+        if min(slower.values()) > 1
+        else "faster"
+        if max(slower.values()) < 1
+        else "slower or faster"
+    )
     print(f"* bf16 on this CPU ({cpu_line(bf16['machine'])}): a step takes {min(slower.values()):.1f}-"
           f"{max(slower.values()):.1f}x its fp32 time ({verdict}).")  # fmt: skip
 if context:
     last = context[-1]
-    fo_over_zo = last["results"]["fo-sgd"]["peak_mem_bytes"] / last["results"]["lozo-sequential"]["peak_mem_bytes"]
-    print(f"* At {last['config']['seq_len']} tokens FO-SGD needs {fo_over_zo:.1f}x the memory of LOZO's sequential side path.")
+    fo_over_zo = (
+        last["results"]["fo-sgd"]["peak_mem_bytes"]
+        / last["results"]["lozo-sequential"]["peak_mem_bytes"]
+    )
+    print(
+        f"* At {last['config']['seq_len']} tokens FO-SGD needs {fo_over_zo:.1f}x the memory of LOZO's sequential side path."
+    )
 if drift is not None:
-    side = [row["changed_entries"] for name, row in drift["cycles"].items() if name.startswith("lozo-sidepath")]
+    side = [
+        row["changed_entries"]
+        for name, row in drift["cycles"].items()
+        if name.startswith("lozo-sidepath")
+    ]
     inplace = drift["cycles"]["mezo bfloat16"]["drift"][-1]
     print(f"* Side path after {drift['cycles']['mezo bfloat16']['checkpoints'][-1]} cycles at lr 0: "
           f"{sum(side)} weight entries changed in any dtype; MeZO in bf16 drifted {inplace:.1e}.")  # fmt: skip
@@ -432,8 +529,13 @@ length = next(
     if peak_bytes("fo-sgd", arch125, batch=1, seq_len=t, bytes_per=4)["activations"] > 4 * arch125.parameters
 )  # fmt: skip
 mezo_act = peak_bytes("mezo", arch125, batch=1, seq_len=length, bytes_per=4)["activations"]
-print(f"FO-SGD's activations pass the weights at {length} tokens; MeZO's are then {mezo_act / (4 * arch125.parameters):.2f}x the weights")
-assert peak_bytes("fo-sgd", arch125, batch=1, seq_len=length // 2, bytes_per=4)["activations"] <= 4 * arch125.parameters
+print(
+    f"FO-SGD's activations pass the weights at {length} tokens; MeZO's are then {mezo_act / (4 * arch125.parameters):.2f}x the weights"
+)
+assert (
+    peak_bytes("fo-sgd", arch125, batch=1, seq_len=length // 2, bytes_per=4)["activations"]
+    <= 4 * arch125.parameters
+)
 assert mezo_act < peak_bytes("fo-sgd", arch125, batch=1, seq_len=length, bytes_per=4)["activations"]
 
 # %% [markdown]
@@ -460,9 +562,14 @@ else:
 
 # %% tags=["hide-cell"]
 w = torch.randn(64, 32, generator=torch.Generator().manual_seed(1)) * 0.02
-one = {m: cycle_drift(w, method=m, dtype=torch.bfloat16, cycles=1, checkpoints=(1,)) for m in ("mezo", "lozo-sidepath")}
+one = {
+    m: cycle_drift(w, method=m, dtype=torch.bfloat16, cycles=1, checkpoints=(1,))
+    for m in ("mezo", "lozo-sidepath")
+}
 fraction = one["mezo"]["changed_entries"] / w.numel()
-print(f"in place: {fraction:.0%} of entries changed after one cycle; side path: {one['lozo-sidepath']['changed_entries']}")
+print(
+    f"in place: {fraction:.0%} of entries changed after one cycle; side path: {one['lozo-sidepath']['changed_entries']}"
+)
 assert 0 < fraction < 1 and one["lozo-sidepath"]["changed_entries"] == 0
 # An entry survives when w + εz and then its mirror round back onto w's bf16 grid point: the
 # rounding errors of the three writes cancel whenever εz is small against w's spacing.

@@ -49,7 +49,10 @@ def test_methods_are_the_table_of_optimizers_plus_inference_and_named_variants()
         assert m.row in TABLE
         if m.name in TABLE:
             assert m.label == TABLE[m.name].label
-    assert [m.name for m in bench.METHODS.values() if m.row is None] == ["forward", "forward-doubled"]
+    assert [m.name for m in bench.METHODS.values() if m.row is None] == [
+        "forward",
+        "forward-doubled",
+    ]
 
 
 def test_each_floor_is_the_forwards_of_its_row():
