@@ -90,7 +90,7 @@ CHAPTERS = (
     ),
     Chapter(
         "V. Fine-tuning",
-        ("notebooks/05", "notebooks/06"),
+        ("notebooks/05", "notebooks/06", "notebooks/08"),
         "SmolLM2-135M on SST-2 and RTE on CPU: LOZO next to MeZO, the ZO-Bench optimizers and "
         "first-order Adam, from recorded runs with gains over zero-shot paired by seed; then "
         "MeZO's full protocol with learning rates chosen on validation.",
@@ -156,6 +156,8 @@ extensions = ["myst_nb", "sphinx-mathjax-offline"]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 nb_execution_mode = "off"
 nb_merge_streams = True
+nb_code_prompt_show = "Show the solution"
+nb_code_prompt_hide = "Hide the solution"
 html_theme = "sphinx_book_theme"
 html_title = "LOZO Lab"
 html_theme_options = {

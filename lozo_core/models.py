@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import try_to_load_from_cache
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -89,12 +90,16 @@ def load_opt(
 ) -> LoadedModel:
     """Load ``facebook/opt-*`` (hub id, short name like ``opt-125m``, or a local directory).
 
-    ``local_files_only=True`` looks in the local Hugging Face cache only (instant when offline;
-    the hub otherwise retries for about 40 s before giving up).
+    ``local_files_only=True`` looks in the local Hugging Face cache only, and fails at once when
+    the model is not there (offline, transformers would still ask the hub for an adapter config,
+    retrying for about 30 s; the hub without ``local_files_only`` retries for about 40 s).
     """
     local = "/" in name_or_path or Path(name_or_path).exists()
     repo = name_or_path if local else f"facebook/{name_or_path}"
+    cached = local or isinstance(try_to_load_from_cache(repo, "config.json"), str)
     try:
+        if local_files_only and not cached:
+            raise OSError(f"{repo}/config.json is not in the local cache (local_files_only)")
         model = AutoModelForCausalLM.from_pretrained(
             repo, dtype=dtype, local_files_only=local_files_only
         )

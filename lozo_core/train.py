@@ -9,7 +9,9 @@
 * ``checkpoint.pt`` — model and optimizer state at the last evaluation (tensors only, loaded
   with ``weights_only=True``); ``--resume`` prefers it;
 * ``metrics.jsonl`` (one line per step and per evaluation) and ``summary.json`` (config,
-  accuracies, wall time, passes per step, machine, command).
+  accuracies, wall time, passes per step, trainable parameters, machine, command, and
+  ``peak_mem_bytes``: the peak memory of the process that ran the last steps, before the final
+  test evaluations — peak resident set size on CPU, allocated bytes on CUDA).
 
 Both resume paths reach the same final parameters and metrics as an uninterrupted run. Batches
 are drawn from ``stream(seed, step, 3)``: every optimizer sees the same data order for a seed.
@@ -419,6 +421,7 @@ def train(
             )  # fmt: skip
     if stop < cfg.steps or not writer:
         return None
+    peak = peak_memory_bytes(cfg.device)
     if row.zeroth_order and optimizer is None:
         trajectory.save(out)
     summary = _summary(
@@ -434,7 +437,7 @@ def train(
     )
     summary |= {"train_time_s": train_seconds, "command": command, "machine": machine(),
                 "world_size": distributed.world_size(), "chunks": trajectory.chunks,
-                "weights": weights_fingerprint(model)}  # fmt: skip
+                "weights": weights_fingerprint(model), "peak_mem_bytes": peak}  # fmt: skip
     if validation_set:
         summary |= _test_accuracies(
             cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path

@@ -37,7 +37,7 @@ from lozo_core import scoring as S
 from lozo_core import tasks as T
 from lozo_core.models import load_model, load_opt, mean_pool, random_init_like
 from lozo_core.provenance import REPO_ROOT, banner, pick
-from lozo_core.spectra import gradient_matrices, model_spectra
+from lozo_core.spectra import gradient_matrices, layer_index, model_spectra
 
 sns.set_theme(style="whitegrid")
 
@@ -56,18 +56,32 @@ except FileNotFoundError:
 #
 # For one example, a linear layer's gradient is $\sum_t \delta_t x_t^\top$ over its $L$ tokens:
 # rank at most $L$, whatever the model. With $B$ examples the bound is $BL$. Low rank is only
-# informative when the stable rank stays far below that bound as $B$ grows.
+# informative when the stable rank stays far below that bound as $B$ grows. Live, on the
+# matrices of every fifth transformer block (0, 5, 10, …): the embedding's gradient is nonzero
+# only in the rows of the few tokens the batch touches, low rank for that reason alone, and 2.2
+# records every matrix.
 
 # %%
 task = T.get_task("sst2")
 pool = T.k_shot(task.split("train"), 32, 13)
 candidates = S.label_token_ids(loaded.tokenizer, task)
 sizes = pick([1, 4, 16], [1, 4])
+
+
+def sampled(grads: dict) -> dict:
+    """The gradients of the matrices in blocks 0, 5, 10, …"""
+    return {
+        n: g for n, g in grads.items() if layer_index(n) is not None and layer_index(n) % 5 == 0
+    }
+
+
 rows = []
 for B in sizes:
     batch = S.encode(loaded.tokenizer, pool[:B])
     loss = S.per_example_loss(loaded.model, batch, candidates).mean()
-    for r in model_spectra(gradient_matrices(loaded.model, loss), ranks=(1, 4), random_samples=0):
+    for r in model_spectra(
+        sampled(gradient_matrices(loaded.model, loss)), ranks=(1, 4), random_samples=0
+    ):
         rows.append(
             {
                 "batch": B,
@@ -242,25 +256,25 @@ if not spectra.empty:
 # %% [markdown]
 # ## 2.4 Along a short fine-tuning run
 #
-# LOZO (rank 2, lr 1e-4) fine-tunes the model for a few steps on the same prompts; the gradient
-# spectra are recomputed at checkpoints on a fixed batch of 16.
+# LOZO (rank 2, lr 1e-4) fine-tunes the model for a few steps on 8 other prompts; the gradient
+# spectra of the same blocks' matrices are recomputed at checkpoints on a fixed batch of 16.
 
 # %%
 from lozo_core.optim import LOZO, PairedClosure  # noqa: E402
 
 probe = S.encode(loaded.tokenizer, pool[:16])
-train_batch = S.encode(loaded.tokenizer, pool[16:32])
+train_batch = S.encode(loaded.tokenizer, pool[16:24])
 opt = LOZO(loaded.model, lr=1e-4, rank=2, interval=50, seed=0)
 closure = PairedClosure(
     lambda b: S.per_example_loss(loaded.model, b, candidates), train_batch, S.Batch.doubled
 )
 along = []
-checkpoints = pick([0, 5, 10], [0, 2, 4])
+checkpoints = pick([0, 3, 6], [0, 2, 4])
 for step in range(checkpoints[-1] + 1):
     if step in checkpoints:
         loss = S.per_example_loss(loaded.model, probe, candidates).mean()
         for r in model_spectra(
-            gradient_matrices(loaded.model, loss), ranks=(1, 4), random_samples=0
+            sampled(gradient_matrices(loaded.model, loss)), ranks=(1, 4), random_samples=0
         ):
             along.append(
                 {
@@ -268,7 +282,7 @@ for step in range(checkpoints[-1] + 1):
                     "kind": r["kind"],
                     "stable_rank": r["stable_rank"],
                     "top_1": r["energy_top"]["1"],
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                 }
             )
     if step < checkpoints[-1]:
@@ -303,3 +317,61 @@ print(
 # * The encoder with a new head is low rank too (pretrained stable rank a few percent of the
 #   Gaussian value), but less so than the decoder; its random-init rows are not a fair
 #   baseline because a random post-LN encoder's features barely depend on the input (2.2).
+
+# %% [markdown]
+# ## 2.6 Exercises
+#
+# Each solution is hidden below its exercise (in the book, click to show it) and checks itself.
+#
+# **Exercise 1 (trivial low rank).** Take a linear layer $y = Wx$ with $W\in\mathbb R^{32\times 64}$
+# and a sequence of $L = 5$ token inputs. Compute the gradient of any scalar loss of the outputs
+# with respect to $W$ and show that its rank is at most $L$; then batch three such sequences and
+# show the bound becomes $3L$.
+
+# %% tags=["hide-cell"]
+torch.manual_seed(0)
+layer = torch.nn.Linear(64, 32, bias=False)
+for sequences in (1, 3):
+    tokens = torch.randn(sequences, 5, 64)
+    (grad,) = torch.autograd.grad(layer(tokens).tanh().sum(), layer.weight)
+    rank = int(torch.linalg.matrix_rank(grad))
+    print(f"{sequences} sequence(s) of 5 tokens: gradient rank {rank} (bound {5 * sequences})")
+    assert rank <= 5 * sequences
+
+# %% [markdown]
+# **Exercise 2 (a random subspace keeps r/n).** For a rank-one gradient $G = uv^\top$ with
+# $n = 256$ columns, the top-4 singular subspace keeps all of $\|G\|_F^2$. How much does a
+# random rank-4 row space keep on average? Check your answer with
+# `lozo_core.spectra.random_subspace_energy` over 2000 draws.
+
+# %% tags=["hide-cell"]
+from lozo_core.spectra import marchenko_pastur_stable_rank, random_subspace_energy, summarize  # noqa: E402
+
+n, r = 256, 4
+gen = torch.Generator().manual_seed(0)
+G = torch.randn(128, 1, generator=gen) @ torch.randn(1, n, generator=gen)
+top = summarize(G, ranks=(r,), random_samples=0)["energy_top"][str(r)]
+kept = float(random_subspace_energy(G, r, gen, samples=2000))
+# one draw keeps Beta(r/2, (n-r)/2) of a rank-one G: standard deviation sqrt(2 (r/n)(1-r/n)/(n+2))
+standard_error = ((2 * r / n * (1 - r / n) / (n + 2)) / 2000) ** 0.5
+print(
+    f"top-{r}: {top:.4f}; random rank-{r}: {kept:.5f}; r/n = {r / n:.5f} (± {standard_error:.5f})"
+)
+assert abs(top - 1) < 1e-9
+assert abs(kept - r / n) < 5 * standard_error
+
+# %% [markdown]
+# **Exercise 3 (the Gaussian baseline).** The tables above compare each gradient's stable rank
+# with a Gaussian matrix of the same shape. Draw a $576\times1536$ Gaussian matrix (the shape of
+# SmolLM2's MLP projections) and check that its stable rank is within 5% of
+# $mn/(\sqrt m+\sqrt n)^2$. Why is a pretrained gradient's stable rank so much smaller?
+
+# %% tags=["hide-cell"]
+m, n = 576, 1536
+gaussian = torch.randn(m, n, generator=torch.Generator().manual_seed(0))
+measured = summarize(gaussian, ranks=(1,), random_samples=0)["stable_rank"]
+predicted = marchenko_pastur_stable_rank(m, n)
+print(f"Gaussian {m}x{n}: stable rank {measured:.1f}, Marchenko–Pastur {predicted:.1f}")
+assert abs(measured / predicted - 1) < 0.05
+# A gradient's energy sits in the few directions the loss shares across examples (2.5); a
+# Gaussian matrix spreads its energy over all min(m, n) directions.

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lozo_core.optim.table import TABLE, forward_equivalents
+from lozo_core.optim.table import forward_equivalents
 from lozo_core.provenance import banner
 from lozo_core.results import (
     FULL_PROTOCOL,
@@ -80,7 +80,12 @@ sweep_rows = [
     for r in c["results"]
 ]  # fmt: skip
 sweep = pd.DataFrame(sweep_rows)
-print(sweep.to_string(index=False) if len(sweep) else "no sweep run has been recorded yet")
+print(
+    sweep.to_string(index=False)
+    if len(sweep)
+    else "no learning rate chosen yet: `scripts/campaign.py` writes sweep/chosen.json once every "
+    "sweep run has finished (runs in progress are listed above)"
+)
 for name, c in choices.items():
     moved = c.get("moves_off_zero_shot")
     print(f"{name}: chosen lr {c['chosen_lr']} from {c['grid']}"
@@ -153,7 +158,9 @@ for run in runs:
                 "validation loss": p["validation_loss"], "validation accuracy": p["validation_accuracy"],
             })  # fmt: skip
 curves = pd.DataFrame(points)
-if len(curves):
+if not len(curves):
+    print("no finished run has recorded a validation curve yet")
+else:
     for task, of_task in curves.groupby("task"):
         fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharey="row")
         for col, x in enumerate(("step", "forward passes", "seconds")):
@@ -290,4 +297,58 @@ for task in sorted({t for t, _ in rows}):
     if fo:
         line += f"; FO-Adam reaches {fo['test_at_best_validation']}"
     print(line + ".")
-print({name: TABLE[name].label for name in ("mezo", "lozo", "lozo-m", "fo-adam")})
+if not rows:
+    print("No full-protocol run has finished yet: no conclusion on LOZO against MeZO.")
+
+# %% [markdown]
+# ## 6.9 Exercises
+#
+# Each solution is hidden below its exercise (in the book, click to show it) and checks itself.
+#
+# **Exercise 1 (the grids hold the paper's rates).** Read the sweep's learning-rate grids from
+# `scripts/full_protocol.toml` and check 6.1's claim: LOZO's grid is MeZO's times the rank, so
+# that, converted to the paper's convention (divided by the rank), both are the same rates.
+
+# %% tags=["hide-cell"]
+import tomllib  # noqa: E402
+
+from lozo_core.provenance import REPO_ROOT  # noqa: E402
+
+plan = tomllib.loads((REPO_ROOT / "scripts" / "full_protocol.toml").read_text())
+rank, grids = plan["protocol"]["rank"], plan["sweep"]["lr"]
+as_paper = {name: [lr / rank for lr in grids[name]] for name in ("lozo", "lozo-m")}
+print(f"rank {rank}; MeZO {grids['mezo']}; LOZO and LOZO-M in the paper's convention {as_paper}")
+for name in ("lozo", "lozo-m"):
+    assert np.allclose(as_paper[name], grids["mezo"], rtol=1e-12)
+
+# %% [markdown]
+# **Exercise 2 (is the fluctuation test able to say yes?).** 6.5 calls ν a cause of the
+# late-training fluctuation when the spread ratio exceeds 1.2. Apply its measure (standard
+# deviation over the last 300 steps after removing a 50-step moving average) to synthetic losses:
+# a slowly decaying curve plus noise of standard deviation 0.05 in both runs, then 0.10 in one of
+# them. Does the test say no, then yes?
+
+
+# %% tags=["hide-cell"]
+def late_spread(loss: pd.Series) -> float:
+    tail = loss.iloc[-300:]
+    return float((tail - tail.rolling(50, min_periods=1).mean()).std())
+
+
+rng = np.random.default_rng(0)
+trend = pd.Series(0.7 * np.exp(-np.arange(1000) / 400) + 0.3)
+noisy = lambda sd: trend + rng.normal(0, sd, len(trend))
+same = late_spread(noisy(0.05)) / late_spread(noisy(0.05))
+double = late_spread(noisy(0.10)) / late_spread(noisy(0.05))
+print(f"ratio with equal noise {same:.2f}; with twice the noise in one run {double:.2f}")
+assert same <= 1.2 < double
+
+# %% [markdown]
+# **Exercise 3 (is the paper's ordering larger than the reading error?).** The paper figure in
+# 6.7 is read off a bar chart to about ±0.5 points. On which tasks is LOZO's lead over MeZO
+# larger than the worst case of two reading errors (1 point)?
+
+# %% tags=["hide-cell"]
+lead = paper.pivot(index="task", columns="method", values="accuracy").eval("LOZO - MeZO")
+print(lead.to_string())
+assert (lead > 1.0).all()

@@ -1,20 +1,32 @@
-"""Drive the full-protocol campaign (issue 13) from the plan in ``scripts/full_protocol.toml``.
+"""Drive a campaign of training runs from a plan (default ``scripts/full_protocol.toml``).
 
-    python scripts/campaign.py status            # progress table with the time left
-    python scripts/campaign.py run [--hours H] [--commit]
+    python scripts/campaign.py [--plan PLAN] status            # progress table with the time left
+    python scripts/campaign.py [--plan PLAN] run [--hours H] [--commit]
 
 ``run`` takes the plan's items in order (the learning-rate sweep, then the campaign), skips
 what is done, and advances the next unfinished run by one chunk at a time (``--until``), each
 chunk in its own ``python -m lozo_core.train --resume`` process. Every chunk leaves the run's
-``trajectory.json`` (config, per-step losses, evaluations, the machine of every chunk) in
-``data/results/full_protocol/``; with ``--commit`` it is committed at once, so the campaign can
-be stopped at any moment and continued later, on another machine, from what is committed.
-A run that fails (non-finite loss) is recorded in ``failed.json`` and not retried.
+``trajectory.json`` (config, per-step losses, evaluations, the machine of every chunk) in the
+plan's results folder (``[protocol] results``, default ``data/results/full_protocol/``; the
+environment variable ``LOZO_CAMPAIGN_RESULTS`` overrides it); with ``--commit`` it is committed
+at once, so the campaign can be stopped at any moment and continued later, on another machine,
+from what is committed. A run that fails (non-finite loss) is recorded in ``failed.json`` and
+not retried.
+
+The plan: ``[protocol]`` (the train options every run shares), one ``[sweep]`` or several named
+``[[sweep]]`` tables (learning rates per optimizer, chosen on validation), and ``[[campaign]]``
+blocks (tasks, optimizers, seeds, steps). A sweep or block may carry ``args``, more train
+options (``scheme``, ``lora_rank``, ``objective``, ``eval_examples`` …); a block that names a
+sweep (``sweep = "lora"``) takes that sweep's chosen rates and its ``args``, then its own (a
+sweep's ``steps``, ``eval_every`` and ``eval_examples``, the size of its test, stay its own).
+``[estimate]`` (optional) gives the seconds ``status`` assumes until a run has measured its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -27,13 +39,44 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAN = ROOT / "scripts" / "full_protocol.toml"
-RESULTS = Path(os.environ.get("LOZO_CAMPAIGN_RESULTS", ROOT / "data" / "results" / "full_protocol"))
 sys.path.insert(0, str(ROOT))
 
 from lozo_core.optim.table import TABLE  # noqa: E402
+from lozo_core.tasks import get_task  # noqa: E402
+from lozo_core.train import TrainConfig  # noqa: E402
 
-SECONDS_PER_STEP_GUESS = {"mezo": 7.5, "fo-adam": 3.5}  # AMD EPYC (AVX2), fp32, batch 16
-EVAL_SECONDS_GUESS = 60.0  # 500 validation examples
+ESTIMATE = {  # AMD EPYC (AVX2), fp32, batch 16
+    "step": {"mezo": 7.5, "fo-adam": 3.5, "default": 3.5},  # seconds per optimizer step
+    "example": 0.12,  # seconds per evaluated example (SST-2: 500 in a minute)
+    "load": 30.0,  # seconds to start a chunk: interpreter, model, data
+    "task": 1.0,  # a task's step time relative to the step entries (longer prompts, more rows)
+}
+
+
+@functools.cache
+def _split_sizes(task: str, k_shot: int, validation: int, test: int) -> tuple[int, int]:
+    """Examples in a run's validation and test splits (validation = test with ``k_shot > 0``)."""
+    t = get_task(task)
+    n_test = min(test, len(t.split("dev")))
+    return (n_test if k_shot else min(validation, t.validation_examples)), n_test
+
+
+def results_dir(plan: dict) -> Path:
+    default = ROOT / plan["protocol"].get("results", "data/results/full_protocol")
+    return Path(os.environ.get("LOZO_CAMPAIGN_RESULTS", default))
+
+
+def _guess(plan: dict, what: str, *keys: str) -> float:
+    """The plan's ``[estimate]`` of ``what`` (seconds per ``step``, per evaluated ``example``, to
+    ``load``; a ``task``'s step-time factor) for the first of ``keys`` it names (most specific
+    first), else the built-in guess."""
+    table = plan.get("estimate", {}).get(what, ESTIMATE[what])
+    if not isinstance(table, dict):
+        return float(table)
+    for key in (*keys, "default"):
+        if key in table:
+            return float(table[key])
+    return _guess({}, what, *keys)
 
 
 @dataclass
@@ -43,12 +86,17 @@ class Item:
     args: dict
     steps: int
     chunk: int
+    plan: dict
+    rate_key: str = ""
+    blocked: bool = False  # waits for its sweep's chosen rate
 
     @property
     def zeroth_order(self) -> bool:
         return TABLE[self.args["optimizer"]].zeroth_order
 
     def state(self) -> tuple[str, int]:
+        if self.blocked:
+            return "blocked", 0
         if (self.folder / "failed.json").exists():
             return "failed", 0
         if (self.folder / "summary.json").exists():
@@ -62,13 +110,28 @@ class Item:
         status, done = self.state()
         if status in ("done", "failed"):
             return 0.0
-        per_step = SECONDS_PER_STEP_GUESS.get(self.args["optimizer"], 3.5)
+        task, optimizer = self.args["task"], self.args["optimizer"]
+        scheme = self.args.get("scheme", "full")
+        keys = (f"{scheme}/{optimizer}", optimizer)
+        per_step = _guess(self.plan, "step", *keys) * _guess(self.plan, "task", task)
         trajectory = self.folder / "trajectory.json"
         if trajectory.exists():
             times = json.loads(trajectory.read_text())["times"]
             per_step = sum(times) / len(times) if times else per_step
         evals = (self.steps - done) / self.args["eval_every"] + 1
-        return per_step * (self.steps - done) + EVAL_SECONDS_GUESS * evals + 150.0
+        n_validation, n_test = _split_sizes(
+            task,
+            self.args["k_shot"],
+            self.args.get("validation_examples", 500),
+            self.args["eval_examples"],
+        )
+        tests = 2 if self.steps else 1  # the last step, and the best-validation step if earlier
+        chunks = max(1, -(-(self.steps - done) // max(self.chunk, 1)))
+        return (
+            per_step * (self.steps - done)
+            + _guess(self.plan, "example", task) * (evals * n_validation + tests * n_test)
+            + _guess(self.plan, "load", task) * chunks
+        )
 
 
 def _base_args(protocol: dict) -> dict:
@@ -77,23 +140,56 @@ def _base_args(protocol: dict) -> dict:
     return {k: protocol[k] for k in keys} | {k: protocol[k] for k in optional if k in protocol}
 
 
+def _train_args(args: dict, where: str) -> dict:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise SystemExit(
+            f"campaign: {where} args {unknown} are not train options; expected some of {sorted(known)}"
+        )
+    return dict(args)
+
+
+def sweeps(plan: dict) -> dict[str | None, dict]:
+    """The plan's sweeps by name (``None`` for a single unnamed ``[sweep]`` table)."""
+    tables = plan.get("sweep", [])
+    tables = [tables] if isinstance(tables, dict) else tables
+    named = {t.get("name"): t for t in tables}
+    if len(named) < len(tables):
+        raise SystemExit("campaign: several [[sweep]] tables share a name; name each one")
+    return named
+
+
+def rate_key(sweep: str | None, optimizer: str) -> str:
+    """Where a sweep's chosen rate is filed in ``chosen.json``: the optimizer, or ``sweep/optimizer``."""
+    return optimizer if sweep is None else f"{sweep}/{optimizer}"
+
+
 def sweep_items(plan: dict) -> list[Item]:
-    protocol, sweep = plan["protocol"], plan["sweep"]
+    protocol, results = plan["protocol"], results_dir(plan)
     items = []
-    for optimizer, rates in sweep["lr"].items():
-        kind = "zo" if TABLE[optimizer].zeroth_order else "fo"
-        for lr in rates:
-            args = _base_args(protocol) | {
-                "task": sweep["task"], "optimizer": optimizer, "lr": lr, "seed": sweep["seed"],
-                "data_seed": sweep["data_seed"], "steps": sweep["steps"][kind], "eval_every": sweep["eval_every"],
-            }  # fmt: skip
-            name = f"sweep/{sweep['task']}_{optimizer}_lr{lr:g}"
-            items.append(Item(name, RESULTS / name, args, args["steps"], protocol["chunk"]))
+    for sweep_name, sweep in sweeps(plan).items():
+        extra = _train_args(sweep.get("args", {}), f"sweep {sweep_name or ''}")
+        for optimizer, rates in sweep["lr"].items():
+            kind = "zo" if TABLE[optimizer].zeroth_order else "fo"
+            for lr in rates:
+                args = _base_args(protocol) | extra | {
+                    "task": sweep["task"], "optimizer": optimizer, "lr": lr, "seed": sweep["seed"],
+                    "data_seed": sweep["data_seed"], "steps": sweep["steps"][kind], "eval_every": sweep["eval_every"],
+                }  # fmt: skip
+                if "eval_examples" in sweep:
+                    args["eval_examples"] = sweep["eval_examples"]
+                folder = "sweep" if sweep_name is None else f"sweep/{sweep_name}"
+                name = f"{folder}/{sweep['task']}_{optimizer}_lr{lr:g}"
+                key = rate_key(sweep_name, optimizer)
+                items.append(
+                    Item(name, results / name, args, args["steps"], protocol["chunk"], plan, key)
+                )
     return items
 
 
 def chosen_rates(plan: dict) -> dict[str, dict]:
-    """Per swept optimizer: the grid, every run's validation result and the chosen rate
+    """Per swept optimizer (``rate_key``): the grid, every run's validation result and the chosen rate
     (highest best-validation accuracy, then lowest final validation loss); None until done."""
     by_optimizer: dict[str, list] = {}
     for item in sweep_items(plan):
@@ -109,7 +205,7 @@ def chosen_rates(plan: dict) -> dict[str, dict]:
                        "zero_shot_validation_accuracy": s["zero_shot_validation_accuracy"]}  # fmt: skip
         elif failed.exists():
             result |= {"error": json.loads(failed.read_text())["error"]}
-        by_optimizer.setdefault(item.args["optimizer"], []).append(result)
+        by_optimizer.setdefault(item.rate_key, []).append(result)
     out = {}
     for optimizer, results in by_optimizer.items():
         finished = [r for r in results if r["state"] in ("done", "failed")]
@@ -132,35 +228,52 @@ def chosen_rates(plan: dict) -> dict[str, dict]:
 
 
 def campaign_items(plan: dict) -> tuple[list[Item], list[str]]:
-    protocol, rates = plan["protocol"], chosen_rates(plan)
+    protocol, rates, results = plan["protocol"], chosen_rates(plan), results_dir(plan)
+    named = sweeps(plan)
     items, blocked = [], []
     for block in plan["campaign"]:
+        sweep = block.get("sweep")
+        if sweep is not None and sweep not in named:
+            raise SystemExit(
+                f"campaign: block {block['task']} names sweep {sweep!r}; the plan has {list(named)}"
+            )
+        extra = _train_args(
+            named.get(sweep, {}).get("args", {}) | block.get("args", {}), block["task"]
+        )
         optimizers = list(block["optimizers"])
+        chosen = {
+            o: rates.get(rate_key(sweep, o), {})
+            for o in optimizers + block.get("if_sweep_moves", [])
+        }
         for optimizer in block.get("if_sweep_moves", []):
-            if rates.get(optimizer, {}).get("moves_off_zero_shot"):
+            if chosen[optimizer].get("moves_off_zero_shot"):
                 optimizers.append(optimizer)
-            elif rates.get(optimizer, {}).get("chosen_lr") is None:
-                blocked.append(f"{block['task']} {optimizer}: waits for its sweep")
+            elif chosen[optimizer].get("chosen_lr") is None:
+                blocked.append(f"{block['task']} {rate_key(sweep, optimizer)}: waits for its sweep")
         for seed, data_seed in block["seeds"]:
             for optimizer in optimizers:
                 row = TABLE[optimizer]
                 kind = "zo" if row.zeroth_order else "fo"
-                if row.trains and rates.get(optimizer, {}).get("chosen_lr") is None:
-                    blocked.append(f"{block['task']} {optimizer}: waits for its sweep")
-                    continue
-                args = _base_args(protocol) | {
+                waits = row.trains and chosen[optimizer].get("chosen_lr") is None
+                if waits:
+                    blocked.append(
+                        f"{block['task']} {rate_key(sweep, optimizer)}: waits for its sweep"
+                    )
+                args = _base_args(protocol) | extra | {
                     "task": block["task"], "optimizer": optimizer, "seed": seed, "data_seed": data_seed,
                     "steps": block["steps"][kind] if row.trains else 0,
                     "eval_every": block["eval_every"][kind] if row.trains else 1,
                 }  # fmt: skip
-                if row.trains:
-                    args["lr"] = rates[optimizer]["chosen_lr"]
+                if row.trains and not waits:
+                    args["lr"] = chosen[optimizer]["chosen_lr"]
                 if "interval" in block:
                     args["interval"] = block["interval"]
                 label = optimizer + (f"-{block['name']}" if "name" in block else "")
                 name = f"{block['task']}/{label}_s{seed}"
                 chunk = protocol["chunk"] if row.zeroth_order else args["steps"]
-                items.append(Item(name, RESULTS / name, args, args["steps"], chunk))
+                items.append(
+                    Item(name, results / name, args, args["steps"], chunk, plan, "", waits)
+                )
     return items, blocked
 
 
@@ -186,7 +299,7 @@ def status(plan: dict) -> str:
 
 
 def write_chosen(plan: dict) -> None:
-    path = RESULTS / "sweep" / "chosen.json"
+    path = results_dir(plan) / "sweep" / "chosen.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(chosen_rates(plan), indent=2) + "\n")
 
@@ -239,7 +352,8 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
         code = run_chunk(item, plan["protocol"]["threads"])
         write_chosen(plan)
         if do_commit:
-            files = [p for p in item.folder.glob("*.json")] + [RESULTS / "sweep" / "chosen.json"]
+            chosen = results_dir(plan) / "sweep" / "chosen.json"
+            files = [p for p in item.folder.glob("*.json")] + [chosen]
             commit(files, f"Campaign: {item.name} at step {item.state()[1]}/{item.steps}")
         if code not in (0, 3):
             print(f"campaign: {item.name} exited {code}; stopping", file=sys.stderr)

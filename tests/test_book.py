@@ -1,7 +1,8 @@
 """The book: its tables and cross-links (fast), then the book at smoke size opened page by page
-in headless Chromium: math rendered, every image loaded, no cell showing an error, internal
-links resolving, a screenshot of each page under ``build/book/screenshots/``. The browser tests
-are skipped where no Chromium (Debian's ``chromium``) is installed."""
+in headless Chromium: math rendered, every image loaded, no cell showing an error, exercise
+solutions (cells tagged ``hide-cell``) collapsed, internal links resolving, a screenshot of
+each page under ``build/book/screenshots/``. The browser tests are skipped where no Chromium
+(Debian's ``chromium``) is installed."""
 
 import functools
 import http.server
@@ -99,6 +100,8 @@ INSPECT = """async () => {
       .concat(Array.from(document.querySelectorAll(".cell_output"))
         .filter((e) => e.textContent.includes("Traceback (most recent call last)"))
         .map((e) => e.textContent.slice(0, 300))),
+    collapsed: Array.from(document.querySelectorAll("details.hide"))
+      .filter((d) => !d.open && d.querySelector(".cell_input") && !d.querySelector(".cell_input").checkVisibility()).length,
     links: Array.from(document.querySelectorAll("a[href]")).map((a) => a.href),
     ids: Array.from(document.querySelectorAll("[id]")).map((e) => e.id),
   };
@@ -209,6 +212,19 @@ class TestInChromium:
     def test_no_cell_shows_an_error(self, visits):
         for path, seen in visits.items():
             assert seen["errors"] == [], f"{path}: {seen['errors'][0]}"
+
+    def test_solution_cells_are_collapsed(self, visits):
+        hidden = {
+            f"{docname(path)}.html": sum(
+                "hide-cell" in cell.metadata.get("tags", []) for cell in jupytext.read(path).cells
+            )
+            for path in notebook_paths()
+        }
+        assert sum(hidden.values()) > 0, "no notebook has a hide-cell solution"
+        for path, count in hidden.items():
+            assert visits[path]["collapsed"] == count, (
+                f"{path}: {visits[path]['collapsed']} collapsed code cells, {count} tagged hide-cell"
+            )
 
     def test_internal_links_resolve(self, visits, site):
         targets = {urldefrag(url) for seen in visits.values() for url in seen["links"]}

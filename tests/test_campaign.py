@@ -66,3 +66,103 @@ def test_a_tiny_campaign_runs_in_chunks_and_resumes(tmp_path):
     assert "eval_accuracy_at_best_validation" in summary
     status = campaign(tmp_path, "status")
     assert "missing" not in status.stdout and "partial" not in status.stdout, status.stdout
+
+
+GRID = """
+[protocol]
+model = "tiny-opt"
+dtype = "float32"
+batch_size = 4
+k_shot = 0
+eval_examples = 8
+validation_examples = 8
+eps = 1e-3
+rank = 2
+interval = 3
+chunk = 4
+threads = 1
+results = "{results}"
+
+[[sweep]]
+name = "full"
+task = "sst2"
+seed = 0
+data_seed = 13
+eval_every = 2
+steps = {{ zo = 2 }}
+lr = {{ lozo = [1e-3] }}
+
+[[sweep]]
+name = "lora"
+task = "sst2"
+seed = 0
+data_seed = 13
+eval_every = 2
+steps = {{ zo = 2 }}
+args = {{ scheme = "lora", lora_rank = 2 }}
+lr = {{ lozo = [1e-2, 1e-1] }}
+
+[[campaign]]
+task = "copa"
+sweep = "lora"
+name = "lora"
+optimizers = ["zero-shot", "lozo"]
+seeds = [[0, 13]]
+steps = {{ zo = 2 }}
+eval_every = {{ zo = 2 }}
+args = {{ objective = "accuracy" }}
+
+[estimate]
+example = {{ copa = 225.0 }}
+"""
+
+
+def test_a_plan_carries_train_args_per_sweep_and_block_and_its_results_folder(tmp_path):
+    results = tmp_path / "grid"
+    (tmp_path / "plan.toml").write_text(GRID.format(results=results))
+    env = os.environ | {"LOZO_HEAVY_LOCK": str(tmp_path / "lock")}
+    env.pop("LOZO_CAMPAIGN_RESULTS", None)
+    command = [sys.executable, "scripts/campaign.py", "--plan", str(tmp_path / "plan.toml")]
+    before = subprocess.run(
+        [*command, "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert "sweep/lora/sst2_lozo_lr0.1" in before.stdout
+    zero_shot = next(
+        line for line in before.stdout.splitlines() if "copa/zero-shot-lora_s0" in line
+    )
+    assert zero_shot.split()[-1] == "1.01"  # 8 validation and 8 test examples at 225 s, a 30 s load
+    assert "blocked: copa lora/lozo: waits for its sweep" in before.stdout, before.stdout
+    done = subprocess.run(
+        [*command, "run"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    chosen = json.loads((results / "sweep/chosen.json").read_text())
+    assert set(chosen) == {"full/lozo", "lora/lozo"} and chosen["lora/lozo"]["chosen_lr"] in (
+        1e-2,
+        1e-1,
+    )
+    assert (
+        json.loads((results / "sweep/full/sst2_lozo_lr0.001/summary.json").read_text())["config"][
+            "scheme"
+        ]
+        == "full"
+    )
+    run = json.loads((results / "copa/lozo-lora_s0/summary.json").read_text())
+    assert run["lr"] == chosen["lora/lozo"]["chosen_lr"]
+    assert (run["config"]["scheme"], run["config"]["lora_rank"], run["config"]["objective"]) == (
+        "lora",
+        2,
+        "accuracy",
+    )
+    zero = json.loads((results / "copa/zero-shot-lora_s0/summary.json").read_text())
+    assert (
+        zero["config"]["scheme"] == "lora"
+        and zero["trainable_parameters"] == run["trainable_parameters"]
+    )
+    (tmp_path / "plan.toml").write_text(
+        GRID.format(results=results).replace("objective =", "objectiv =")
+    )
+    bad = subprocess.run(
+        [*command, "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "['objectiv'] are not train options" in bad.stderr

@@ -1,11 +1,17 @@
-"""Every notebook executes end to end at smoke size (LOZO_SMOKE=1)."""
+"""Every notebook executes end to end at smoke size (LOZO_SMOKE=1).
+
+The run comes from :func:`lozo_core.book.executed`, cached under ``build/book-cache/smoke/`` by a
+hash of what the notebook reads: within one suite (and across suites while nothing changes)
+this file, ``test_book.py`` and ``test_verdicts.py`` share a single execution per notebook."""
 
 import pytest
 
-from lozo_core.notebooks import execute, notebook_paths
+from lozo_core.book import executed
+from lozo_core.notebooks import notebook_paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
-def test_notebook_executes_at_smoke_size(path, tmp_path):
-    executed = execute(path, tmp_path, smoke=True, timeout=900)
-    assert executed.exists() and executed.with_suffix(".html").exists()
+def test_notebook_executes_at_smoke_size(path):
+    run = executed(path, smoke=True)
+    assert run.exists() and run.with_suffix(".html").exists()

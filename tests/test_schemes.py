@@ -1,5 +1,7 @@
 """Fine-tuning schemes through peft: only adapters train, for every optimizer, and runs replay."""
 
+import json
+
 import pytest
 import torch
 
@@ -52,3 +54,22 @@ def test_every_optimizer_trains_each_scheme_and_resumes(tmp_path, scheme, optimi
 def test_bad_scheme_exits_2_naming_the_choices(tmp_path, capsys):
     assert main(["--model", "tiny-opt", "--scheme", "adapter", "--out", str(tmp_path)]) == 2
     assert "full, lora, prefix, prompt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--scheme", "lora"], ["--scheme", "prefix"], ["--scheme", "lora", "--objective", "accuracy"]],
+    ids=["lora", "prefix", "lora-accuracy"],
+)
+def test_issue_19_cli_trains_an_adapter_on_copa(extra, tmp_path):
+    argv = ["--model", "tiny-opt", "--task", "copa", "--optimizer", "lozo", "--steps", "5", *extra]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    adapter = Scheme(extra[1]).apply(load_model("tiny-opt").model)
+    assert summary["trainable_parameters"] == trainable_parameters(adapter)
+    assert summary["steps"] == 5 and summary["peak_mem_bytes"] > 0
+    losses = [p["loss"] for p in summary["curve"] if "loss" in p]
+    if "--objective" in extra:
+        assert all(32 * loss in range(33) for loss in losses)  # mean of two errors of 16 examples
+    else:
+        assert all(0 < loss < 10 for loss in losses)

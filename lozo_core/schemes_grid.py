@@ -1,0 +1,131 @@
+r"""The schemes grid as recorded (issue 19): fine-tuning scheme × optimizer × task.
+
+``python scripts/campaign.py --plan scripts/schemes_grid.toml run --commit`` writes one folder per
+run under ``data/results/schemes_grid/<task>/<optimizer>-<block>_s<seed>/``; this module reads
+the plan and those folders and nothing else. A run's *gain* is its test accuracy minus the
+zero-shot test accuracy of the same task, seed (so the same test sample) and starting model:
+
+.. math:: \Delta = \mathrm{acc}_{\text{test}}(\theta_T) - \mathrm{acc}_{\text{test}}(\theta_0).
+
+The starting model is the scheme's: prefix tuning starts from random virtual tokens, so it has
+its own zero-shot run; a LoRA adapter starts at :math:`B_{lora}=0`, i.e. from the full model, so
+LoRA's gains are taken over the full scheme's zero-shot run.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import tomllib
+
+from lozo_core.provenance import REPO_ROOT
+from lozo_core.results import RESULTS_DIR
+
+GRID = "schemes_grid"
+PLAN = REPO_ROOT / "scripts" / "schemes_grid.toml"
+ZERO_SHOT_OF = {"full": "full", "lora": "full", "prefix": "prefix", "prompt": "prompt"}
+
+
+def load_plan(path: Path = PLAN) -> dict:
+    return tomllib.loads(path.read_text())
+
+
+def planned_runs(plan: dict, root: Path = RESULTS_DIR / GRID) -> list[dict]:
+    """Every campaign run of the plan (sweeps excluded) with its state: ``done``, ``partial``
+    (some steps recorded), ``failed`` or ``not run``. Names follow the driver's
+    ``<task>/<optimizer>-<block>_s<seed>``."""
+    sweeps = plan.get("sweep", [])
+    sweeps = {s.get("name"): s for s in ([sweeps] if isinstance(sweeps, dict) else sweeps)}
+    rows = []
+    for block in plan["campaign"]:
+        args = sweeps.get(block.get("sweep"), {}).get("args", {}) | block.get("args", {})
+        for seed, _ in block["seeds"]:
+            for optimizer in block["optimizers"]:
+                label = optimizer + (f"-{block['name']}" if "name" in block else "")
+                run = f"{block['task']}/{label}_s{seed}"
+                folder = root / run
+                state = (
+                    "failed" if (folder / "failed.json").exists()
+                    else "done" if (folder / "summary.json").exists()
+                    else "partial" if (folder / "trajectory.json").exists()
+                    else "not run"
+                )  # fmt: skip
+                rows.append({
+                    "run": run, "task": block["task"], "scheme": args.get("scheme", "full"),
+                    "block": block.get("name", ""), "optimizer": optimizer, "seed": seed, "state": state,
+                })  # fmt: skip
+    return rows
+
+
+def runs(root: Path = RESULTS_DIR / GRID) -> list[dict]:
+    """The finished campaign runs' summaries (sweep excluded), each with its ``run`` name,
+    ``scheme`` and ``block`` (the plan block's name: ``full``, ``lora``, ``whole-dev`` …)."""
+    out = []
+    for path in sorted(root.glob("*/*/summary.json")):
+        if path.parent.parent.name == "sweep":
+            continue
+        summary = json.loads(path.read_text())
+        label = path.parent.name.rsplit("_s", 1)[0]
+        summary |= {
+            "run": f"{path.parent.parent.name}/{path.parent.name}",
+            "scheme": summary["config"].get("scheme", "full"),
+            "block": label.removeprefix(summary["optimizer"]).removeprefix("-"),
+        }
+        out.append(summary)
+    return out
+
+
+def sweep_choices(root: Path = RESULTS_DIR / GRID) -> dict:
+    """``chosen.json`` of the grid's sweeps (keys ``scheme/optimizer``), or {} before any."""
+    path = root / "sweep" / "chosen.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def gains(recorded: list[dict], key: str = "eval_accuracy_at_best_validation") -> list[dict]:
+    """One row per trained run whose zero-shot reference is recorded: task, scheme, optimizer,
+    seed, test accuracy ``key`` and its gain over the zero-shot run of the same task, seed and
+    starting model (see the module docstring)."""
+    zero = {
+        (r["task"], r["scheme"], r["seed"], r["eval_examples"]): r["final_eval_accuracy"]
+        for r in recorded
+        if r["optimizer"] == "zero-shot"
+    }
+    rows = []
+    for r in recorded:
+        reference = (r["task"], ZERO_SHOT_OF[r["scheme"]], r["seed"], r["eval_examples"])
+        if r["optimizer"] == "zero-shot" or reference not in zero:
+            continue
+        rows.append({
+            "task": r["task"], "scheme": r["scheme"], "optimizer": r["optimizer"], "seed": r["seed"],
+            "accuracy": r[key], "zero_shot": zero[reference], "gain": r[key] - zero[reference],
+        })  # fmt: skip
+    return rows
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def cost_per_scheme(recorded: list[dict]) -> list[dict]:
+    """Per (scheme, optimizer) over recorded runs: trainable parameters, the largest peak memory
+    of a run's last process, and the median seconds per training step (None for zero-shot)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in recorded:
+        if "peak_mem_bytes" in r:
+            groups.setdefault((r["scheme"], r["optimizer"]), []).append(r)
+    return [
+        {
+            "scheme": scheme,
+            "optimizer": optimizer,
+            "runs": len(group),
+            "trainable_parameters": group[0]["trainable_parameters"],
+            "peak_memory_MiB": max(r["peak_mem_bytes"] for r in group) / 2**20,
+            "seconds_per_step": statistics.median(r["train_time_s"] / r["steps"] for r in group)
+            if group[0]["steps"]
+            else None,
+        }  # fmt: skip
+        for (scheme, optimizer), group in sorted(groups.items())
+    ]

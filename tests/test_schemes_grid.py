@@ -1,0 +1,58 @@
+"""Reading the schemes grid: planned runs match the driver's, gains pair with the right
+zero-shot run, costs per scheme."""
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from lozo_core.provenance import REPO_ROOT
+from lozo_core.schemes_grid import cost_per_scheme, gains, load_plan, planned_runs, runs
+
+
+def test_planned_runs_are_the_drivers_campaign_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOZO_CAMPAIGN_RESULTS", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("campaign", REPO_ROOT / "scripts" / "campaign.py")
+    campaign = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "campaign", campaign)
+    spec.loader.exec_module(campaign)
+    plan = load_plan()
+    items, _ = campaign.campaign_items(plan)
+    planned = planned_runs(plan, tmp_path)
+    assert [r["run"] for r in planned] == [i.name for i in items]
+    assert {r["state"] for r in planned} == {"not run"}
+    schemes = {i.name: i.args.get("scheme", "full") for i in items}
+    assert all(schemes[r["run"]] == r["scheme"] for r in planned)
+
+
+def record(root, run, optimizer, scheme, seed, accuracy, **extra):
+    folder = root / run
+    folder.mkdir(parents=True)
+    summary = {"task": run.split("/")[0], "optimizer": optimizer, "seed": seed, "eval_examples": 100,
+               "config": {"scheme": scheme}, "final_eval_accuracy": accuracy,
+               "eval_accuracy_at_best_validation": accuracy, **extra}  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_path):
+    record(tmp_path, "copa/zero-shot-full_s0", "zero-shot", "full", 0, 0.50, steps=0,
+           trainable_parameters=9, peak_mem_bytes=2**20, train_time_s=0.0)  # fmt: skip
+    record(tmp_path, "copa/zero-shot-prefix_s0", "zero-shot", "prefix", 0, 0.40)
+    cost = {"trainable_parameters": 7, "peak_mem_bytes": 2**30, "train_time_s": 10.0, "steps": 5}
+    record(tmp_path, "copa/lozo-lora_s0", "lozo", "lora", 0, 0.60, **cost)
+    record(tmp_path, "copa/lozo-prefix_s0", "lozo", "prefix", 0, 0.45, **cost)
+    record(tmp_path, "copa/lozo-prefix_s1", "lozo", "prefix", 1, 0.70, **cost)
+    recorded = runs(tmp_path)
+    assert {r["run"]: r["block"] for r in recorded}["copa/lozo-lora_s0"] == "lora"
+    by_run = {(g["scheme"], g["seed"]): g["gain"] for g in gains(recorded)}
+    assert by_run == {("lora", 0): pytest.approx(0.10), ("prefix", 0): pytest.approx(0.05)}
+    (zero, lora, prefix) = cost_per_scheme(recorded)
+    assert (zero["optimizer"], zero["seconds_per_step"], zero["peak_memory_MiB"]) == (
+        "zero-shot",
+        None,
+        1.0,
+    )
+    assert (lora["scheme"], prefix["runs"], prefix["peak_memory_MiB"], prefix["seconds_per_step"]) == (
+        "lora", 2, 1024.0, 2.0,
+    )  # fmt: skip
