@@ -1,16 +1,29 @@
 """Step time and peak memory of every method, measured side by side in one run.
 
 ``python -m lozo_core.bench --model opt-125m --random-init --device cpu --steps 3 --json OUT``
-times, on the same model, batch and sequence length: inference ``forward`` (batch B) and
-``forward-doubled`` (2B), ``mezo`` (in-place seed trick), ``lozo-inplace`` (official-code style:
-perturb the weights, two forwards), ``lozo-sidepath`` (one forward over the doubled batch, no
-weight writes), ``lozo-m``, ``zo-adam``, ``fo-sgd`` and ``fo-adam`` (backpropagation).
+times, on the same model, batch and sequence length: inference ``forward`` (batch B, the honest
+memory baseline) and ``forward-doubled`` (2B), then every trainable optimizer of
+:data:`lozo_core.optim.table.TABLE` as training runs it (side-path rows evaluate both signs in
+one forward over the doubled batch, the *paired* mode), and the variants of :data:`VARIANTS`:
+LOZO with the in-place engine (the official code's way) and LOZO's side path in its
+*sequential* mode (two single-batch forwards, no doubled activations).
 
 Each method runs in its own child process (same seed, same random-init weights), so peak memory
-is per method: ``torch.cuda.max_memory_allocated`` on GPU, peak RSS on CPU. Times are wall clock
-on CPU and CUDA events on GPU: ``--warmup`` steps, then the median and spread over ``--steps``.
-The JSON has ``config``, ``machine`` and ``results.<method>`` with ``step_s_median``,
-``step_s_min``, ``step_s_max``, ``peak_mem_bytes`` and ratios to MeZO and to one forward.
+is per method: ``torch.cuda.max_memory_allocated`` on GPU; on CPU the peak resident set size
+from the moment the model is loaded (``VmHWM`` after a reset through ``/proc/self/clear_refs``),
+which includes the weights and the interpreter. A child that runs out of memory (the data-segment
+limit ``--memory-limit-gib``, or the kernel's OOM killer) is recorded as ``did not fit``.
+Times are wall clock on CPU and CUDA events on GPU: ``--warmup`` steps, then the median and
+spread over ``--steps``.
+
+Each zeroth-order method is also compared with its own floor, the forwards it cannot avoid
+(its row's ``passes``): :math:`n` single-batch forwards, or :math:`n/2` forwards over the doubled
+batch in the paired side path. The JSON has ``config``, ``machine`` (CPU model and flags), the
+load average at start and end, and ``results.<method>`` with ``label``, ``step_s_median``,
+``step_s_min``, ``step_s_max``, ``peak_mem_bytes``, ``rss_loaded_bytes`` and the ratios
+``time_vs_<ref>`` and ``mem_vs_<ref>`` for ``ref`` in ``forward``, ``forward-doubled``, ``mezo``
+and (time only) ``floor``. It is rewritten after every method, and ``--resume`` skips the
+methods it already holds.
 """
 
 from __future__ import annotations
@@ -19,32 +32,64 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue as queue_module
+import resource
 import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
-from lozo_core.models import DTYPES, OPT_SIZES, load_model, random_init_like, tiny_opt
-from lozo_core.optim import LOZO, MeZO, PairedClosure, ZOAdam
+from lozo_core.models import DTYPES, OPT_SIZES, decay_groups, load_model, random_init_like, tiny_opt
+from lozo_core.optim import PairedClosure
+from lozo_core.optim.table import ROWS, TABLE, Hyper
 from lozo_core.provenance import machine
-from lozo_core.train import peak_memory_bytes
+from lozo_core.train import write_json_atomic
 
-METHODS = (
-    "forward",
-    "forward-doubled",
-    "mezo",
-    "lozo-inplace",
-    "lozo-sidepath",
-    "lozo-m",
-    "zo-adam",
-    "fo-sgd",
-    "fo-adam",
+
+@dataclass(frozen=True)
+class Method:
+    """A benchmark row: inference over ``batches`` copies of the batch (``row`` None), or the
+    optimizer ``row`` of the table, optionally on another ``engine`` or with the side path's
+    sequential closure (``paired=False``)."""
+
+    name: str
+    label: str
+    row: str | None = None
+    engine: str | None = None
+    paired: bool = True
+    batches: int = 1
+
+
+INFERENCE = (
+    Method("forward", "inference, batch B"),
+    Method("forward-doubled", "inference, batch 2B", batches=2),
 )
+VARIANTS = {
+    "lozo": (
+        Method("lozo-inplace", "LOZO, in-place engine", row="lozo", engine="inplace"),
+        Method("lozo-sequential", "LOZO, side path sequential", row="lozo", paired=False),
+    )
+}
+METHODS = {
+    m.name: m
+    for m in (
+        *INFERENCE,
+        *(
+            v
+            for r in ROWS
+            if r.trains
+            for v in (Method(r.name, r.label, row=r.name), *VARIANTS.get(r.name, ()))
+        ),
+    )
+}
 BENCH_MODELS = (*OPT_SIZES, "smollm2-135m", "tiny-opt")
+GIB = 2**30
 
 
 def build_model(name: str, random_init: bool, dtype: torch.dtype) -> nn.Module:
@@ -64,59 +109,93 @@ def per_example_lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return losses.view(ids.shape[0], -1).mean(1)
 
 
-def method_step(method: str, model: nn.Module, ids: torch.Tensor, rank: int, interval: int):
-    """A zero-argument callable doing one step of ``method``."""
-    loss_fn = lambda batch: per_example_lm_loss(model, batch)
-    doubled = torch.cat([ids, ids])
-    if method == "forward":
-        return torch.no_grad()(lambda: loss_fn(ids))
-    if method == "forward-doubled":
-        return torch.no_grad()(lambda: loss_fn(doubled))
-    if method in ("fo-sgd", "fo-adam"):
-        opt = (torch.optim.SGD if method == "fo-sgd" else torch.optim.Adam)(
-            model.parameters(), lr=1e-7
-        )
+def hyper(method: Method, rank: int, interval: int) -> Hyper:
+    row = TABLE[method.row]
+    engine = method.engine or Hyper.engine
+    return Hyper(lr=row.default_lr, rank=rank, interval=interval, engine=engine)
+
+
+def method_step(
+    name: str, model: nn.Module, ids: torch.Tensor, rank: int, interval: int, loss=None
+):
+    """``(step, paired)``: a zero-argument callable doing one step of method ``name``, and
+    whether it evaluates both signs in one doubled forward.
+
+    ``loss(model, ids)`` gives one loss per sequence (default :func:`per_example_lm_loss`).
+    """
+    method = METHODS[name]
+    loss = loss or per_example_lm_loss
+    loss_fn = lambda batch: loss(model, batch)
+    if method.row is None:
+        batch = torch.cat([ids] * method.batches)
+        return torch.no_grad()(lambda: loss_fn(batch)), False
+    row = TABLE[method.row]
+    if not row.zeroth_order:
+        opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
 
         def fo_step():
             opt.zero_grad(set_to_none=True)
             loss_fn(ids).mean().backward()
             opt.step()
 
-        return fo_step
-    plain = lambda: loss_fn(ids).mean()
-    if method == "mezo":
-        opt = MeZO(model, lr=1e-7)
-        return lambda: opt.step(plain)
-    if method == "zo-adam":
-        opt = ZOAdam(model, lr=1e-7)
-        return lambda: opt.step(plain)
-    engine = "inplace" if method == "lozo-inplace" else "sidepath"
-    momentum = 0.9 if method == "lozo-m" else 0.0
-    opt = LOZO(model, lr=1e-7, rank=rank, interval=interval, momentum=momentum, engine=engine)
-    closure = (
-        plain if engine == "inplace" else PairedClosure(loss_fn, ids, lambda b: torch.cat([b, b]))
+        return fo_step, False
+    opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
+    closure = PairedClosure(loss_fn, ids, lambda b: torch.cat([b, b]))
+    engine = getattr(getattr(opt, "engine", None), "name", "")
+    paired = method.paired and engine.startswith("sidepath")
+    return (lambda: opt.step(closure if paired else closure.__call__)), paired
+
+
+def _status_bytes(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes, None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS to its current RSS; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    return _status_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def available_memory_bytes() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` (None off Linux)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or any(
+        s in text for s in ("can't allocate", "out of memory", "cannot allocate")
     )
-    return lambda: opt.step(closure)
 
 
-def _measure(args: dict, method: str, queue) -> None:
-    if args["threads"]:
-        torch.set_num_threads(args["threads"])
-    device = torch.device(args["device"])
-    model = build_model(args["model"], args["random_init"], DTYPES[args["dtype"]]).to(device)
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(
-        0, model.config.vocab_size, (args["batch_size"], args["seq_len"]), generator=g
-    ).to(device)
-    step = method_step(method, model, ids, args["rank"], args["interval"])
-    cuda = device.type == "cuda"
-    for _ in range(args["warmup"]):
+def _timed_steps(step, warmup: int, steps: int, cuda: bool) -> list[float]:
+    for _ in range(warmup):
         step()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times = []
-    for _ in range(args["steps"]):
+    for _ in range(steps):
         if cuda:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -128,80 +207,185 @@ def _measure(args: dict, method: str, queue) -> None:
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
-    peak = peak_memory_bytes(args["device"])
+    return times
+
+
+def _measure(args: dict, method: str, queue) -> None:
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    limit = args.get("memory_limit_bytes")
+    if limit:
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    device = torch.device(args["device"])
+    cuda = device.type == "cuda"
+    rss_start = _status_bytes("VmRSS")
+    try:
+        model = build_model(args["model"], args["random_init"], DTYPES[args["dtype"]]).to(device)
+        ids = torch.randint(
+            0,
+            model.config.vocab_size,
+            (args["batch_size"], args["seq_len"]),
+            generator=torch.Generator().manual_seed(0),
+        ).to(device)
+        rss_loaded = _status_bytes("VmRSS")
+        reset = not cuda and reset_peak_rss()
+        step, paired = method_step(method, model, ids, args["rank"], args["interval"])
+        times = _timed_steps(step, args["warmup"], args["steps"], cuda)
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        queue.put({"did_not_fit": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"})
+        return
+    if cuda:
+        peak, source = torch.cuda.max_memory_allocated(), "cuda max_memory_allocated"
+    else:
+        peak = peak_rss_bytes()
+        source = "peak RSS since the model was loaded" if reset else "peak RSS of the process"
     queue.put(
         {
             "times_s": times,
             "peak_mem_bytes": int(peak),
+            "peak_mem_source": source,
+            "rss_start_bytes": rss_start,
+            "rss_loaded_bytes": rss_loaded,
             "parameters": sum(p.numel() for p in model.parameters()),
+            "paired": paired,
         }
     )
 
 
 def run_method(args: dict, method: str) -> dict:
+    """Measure ``method`` in a fresh child process; ``did_not_fit`` if it ran out of memory."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_measure, args=(args, method, queue))
+    load = {"loadavg_start": os.getloadavg()}
     proc.start()
     proc.join()
-    if proc.exitcode != 0:
-        return {"error": f"child exited with code {proc.exitcode}"}
-    result = queue.get()
+    load["loadavg_end"] = os.getloadavg()
+    try:
+        result = queue.get(timeout=10)
+    except queue_module.Empty:
+        result = None
+    if result is None:
+        if proc.exitcode == -9:
+            reason = "killed by SIGKILL (the kernel's OOM killer)"
+            return {"error": "did not fit", "did_not_fit": reason, **load}
+        return {"error": f"child exited with code {proc.exitcode}", **load}
+    if "did_not_fit" in result:
+        return {"error": "did not fit", **result, **load}
     times = result.pop("times_s")
+    floor = floor_forwards(method, result["paired"], args["rank"], args["interval"])
     return {
+        "label": METHODS[method].label,
         "step_s_median": statistics.median(times), "step_s_min": min(times), "step_s_max": max(times),
-        "steps": len(times), **result,
+        "steps": len(times), "times_s": times, **result, **({"floor": floor} if floor else {}), **load,
     }  # fmt: skip
 
 
+def floor_forwards(name: str, paired: bool, rank: int, interval: int) -> dict[str, float] | None:
+    """The forwards method ``name`` cannot avoid, from its row's ``passes``: ``{"forward": n}``,
+    or ``{"forward-doubled": n / 2}`` in the paired side path; None for inference and for
+    methods that differentiate."""
+    method = METHODS[name]
+    if method.row is None:
+        return None
+    passes = TABLE[method.row].passes(hyper(method, rank, interval))
+    if set(passes) != {"forward"}:
+        return None
+    n = passes["forward"]
+    return {"forward-doubled": n / 2} if paired else {"forward": n}
+
+
+def _measured(results: dict, name: str) -> dict | None:
+    r = results.get(name)
+    return r if r is not None and "error" not in r else None
+
+
+def floor_seconds(results: dict, method: str) -> float | None:
+    """The time of ``method``'s floor (``floor``: inference row -> count), if those rows were measured."""
+    floor = results[method].get("floor") or {}
+    if not floor or not all(_measured(results, ref) for ref in floor):
+        return None
+    return sum(n * results[ref]["step_s_median"] for ref, n in floor.items())
+
+
 def add_ratios(results: dict) -> None:
-    for r in results.values():
+    """Time and peak memory of every row over ``forward``, ``forward-doubled``, ``mezo`` and its floor."""
+    for method, r in results.items():
         if "error" in r:
             continue
-        for ref in ("mezo", "forward", "forward-doubled"):
-            if ref in results and "error" not in results[ref]:
-                r[f"time_vs_{ref}"] = r["step_s_median"] / results[ref]["step_s_median"]
-                r[f"mem_vs_{ref}"] = r["peak_mem_bytes"] / results[ref]["peak_mem_bytes"]
+        for ref in ("forward", "forward-doubled", "mezo"):
+            base = _measured(results, ref)
+            if base:
+                r[f"time_vs_{ref}"] = r["step_s_median"] / base["step_s_median"]
+                r[f"mem_vs_{ref}"] = r["peak_mem_bytes"] / base["peak_mem_bytes"]
+        floor = floor_seconds(results, method)
+        if floor:
+            r["time_vs_floor"] = r["step_s_median"] / floor
 
 
 def goals(results: dict, device: str) -> list[str]:
-    """Where each stated target stands (targets, not tests)."""
+    """Where each stated target stands (targets, not tests), and the side path's two modes."""
+
+    def line(text: str, value: float, target: float) -> str:
+        return (
+            f"{text} = {value:.2f} (target <= {target}): {'met' if value <= target else 'not met'}"
+        )
+
     lines = []
-    side = results.get("lozo-sidepath", {})
-    if "time_vs_forward-doubled" in side:
-        t = side["time_vs_forward-doubled"]
+    paired, seq = _measured(results, "lozo"), _measured(results, "lozo-sequential")
+    if paired and "time_vs_floor" in paired:
         lines.append(
-            f"LOZO side-path step / doubled forward = {t:.2f} (target <= 1.15): {'met' if t <= 1.15 else 'not met'}"
+            line("LOZO side-path (paired) step / doubled forward", paired["time_vs_floor"], 1.15)
         )
-    if "time_vs_mezo" in side:
-        t, target = side["time_vs_mezo"], 0.4 if device == "cpu" else 0.6
+    if paired and "time_vs_mezo" in paired:
+        target = 0.4 if device == "cpu" else 0.6
         lines.append(
-            f"LOZO side-path step / MeZO step = {t:.2f} (target <= {target}): {'met' if t <= target else 'not met'}"
+            line("LOZO side-path (paired) step / MeZO step", paired["time_vs_mezo"], target)
         )
-    if "mem_vs_forward-doubled" in side:
-        mem = side["mem_vs_forward-doubled"]
+    for name, r in (("paired", paired), ("sequential", seq)):
+        if r and "mem_vs_forward" in r:
+            lines.append(
+                line(
+                    f"LOZO side-path ({name}) peak memory / single-batch inference",
+                    r["mem_vs_forward"],
+                    1.05,
+                )
+            )
+    if paired and seq:
         lines.append(
-            f"LOZO side-path peak memory / doubled inference = {mem:.3f} (target <= 1.05): {'met' if mem <= 1.05 else 'not met'}"
+            f"sequential / paired side path: step time x{seq['step_s_median'] / paired['step_s_median']:.2f}, "
+            f"peak memory x{seq['peak_mem_bytes'] / paired['peak_mem_bytes']:.2f}"
         )
-    if "mem_vs_forward-doubled" in results.get("fo-adam", {}):
+    if _measured(results, "mezo") and "mem_vs_forward" in results["mezo"]:
         lines.append(
-            f"FO-Adam peak memory / doubled inference = {results['fo-adam']['mem_vs_forward-doubled']:.2f}"
+            f"MeZO peak memory / single-batch inference = {results['mezo']['mem_vs_forward']:.2f}"
         )
-    return lines
+    if _measured(results, "fo-adam") and "mem_vs_forward" in results["fo-adam"]:
+        lines.append(
+            f"FO-Adam peak memory / single-batch inference = {results['fo-adam']['mem_vs_forward']:.2f}"
+        )
+    return lines  # fmt: skip
 
 
 def table(results: dict) -> str:
-    head = f"{'method':16s} {'step s (median)':>16s} {'min':>8s} {'max':>8s} {'peak MiB':>9s} {'x MeZO':>7s} {'x fwd':>6s} {'x fwd2':>7s} {'mem x fwd2':>10s}"
+    head = (
+        f"{'method':16s} {'step s':>9s} {'min':>8s} {'max':>8s} {'x floor':>8s} {'x MeZO':>7s} "
+        f"{'peak MiB':>9s} {'mem x fwd':>9s} {'mem x fwd2':>10s}"
+    )
     rows = [head, "-" * len(head)]
+    nan = float("nan")
     for name, r in results.items():
         if "error" in r:
-            rows.append(f"{name:16s} {r['error']}")
+            reason = f"did not fit: {r['did_not_fit']}" if "did_not_fit" in r else r["error"]
+            rows.append(f"{name:16s} {reason}")
             continue
         rows.append(
-            f"{name:16s} {r['step_s_median']:16.4f} {r['step_s_min']:8.4f} {r['step_s_max']:8.4f} {r['peak_mem_bytes'] / 2**20:9.0f} "
-            f"{r.get('time_vs_mezo', float('nan')):7.2f} {r.get('time_vs_forward', float('nan')):6.2f} "
-            f"{r.get('time_vs_forward-doubled', float('nan')):7.2f} {r.get('mem_vs_forward-doubled', float('nan')):10.3f}"
-        )
+            f"{name:16s} {r['step_s_median']:9.4f} {r['step_s_min']:8.4f} {r['step_s_max']:8.4f} "
+            f"{r.get('time_vs_floor', nan):8.2f} {r.get('time_vs_mezo', nan):7.2f} {r['peak_mem_bytes'] / 2**20:9.0f} "
+            f"{r.get('mem_vs_forward', nan):9.3f} {r.get('mem_vs_forward-doubled', nan):10.3f}"
+        )  # fmt: skip
     return "\n".join(rows)
 
 
@@ -229,7 +413,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--methods", nargs="*", default=list(METHODS), help=f"subset of {', '.join(METHODS)}"
     )
-    p.add_argument("--json", type=Path, help="write every figure here")
+    p.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help="data-segment limit per child on CPU, so a method that does not fit fails cleanly "
+        "(default: MemAvailable - 3 GiB; 0: none)",
+    )
+    p.add_argument("--json", type=Path, help="write every figure here (after each method)")
+    p.add_argument(
+        "--resume", action="store_true", help="keep the methods already measured in --json"
+    )
     args = p.parse_args(argv)
     if args.model not in BENCH_MODELS:
         p.error(f"--model {args.model!r}: expected one of {', '.join(BENCH_MODELS)}")
@@ -243,30 +437,74 @@ def parse(argv: list[str]) -> argparse.Namespace:
     for name in ("batch_size", "seq_len", "steps", "rank", "interval"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} {getattr(args, name)}: expected an integer >= 1")
+    if args.warmup < 0:
+        p.error(f"--warmup {args.warmup}: expected an integer >= 0")
+    if args.memory_limit_gib is not None and args.memory_limit_gib < 0:
+        p.error(f"--memory-limit-gib {args.memory_limit_gib}: expected a number >= 0")
+    if args.resume and not args.json:
+        p.error("--resume needs --json (the file to resume)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {args.device}: CUDA is not available on this machine")
     return args
 
 
+def memory_limit_bytes(args: argparse.Namespace) -> int | None:
+    if args.device != "cpu" or args.memory_limit_gib == 0:
+        return None
+    if args.memory_limit_gib is not None:
+        return int(args.memory_limit_gib * GIB)
+    available = available_memory_bytes()
+    return None if available is None else max(available - 3 * GIB, GIB)
+
+
+def resumed_results(path: Path, config: dict) -> dict:
+    """The measured rows of an earlier run with the same settings (errors other than
+    ``did not fit`` are measured again)."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    keys = [k for k in config if k not in ("methods", "memory_limit_bytes")]
+    changed = [k for k in keys if old["config"].get(k) != config[k]]
+    if changed:
+        raise SystemExit(
+            f"--resume: {path} was recorded with other settings ({', '.join(changed)}); "
+            "remove it or drop --resume"
+        )
+    return {m: r for m, r in old["results"].items() if "error" not in r or "did_not_fit" in r}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    config = {k: v for k, v in vars(args).items() if k != "json"}
-    results = {}
-    for method in args.methods:
-        print(f"measuring {method} ...", flush=True)
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("json", "resume", "memory_limit_gib")
+    }
+    config["memory_limit_bytes"] = memory_limit_bytes(args)
+    results = resumed_results(args.json, config) if args.resume else {}
+    record = {
+        "kind": "bench", "config": config, "machine": machine(), "loadavg_start": os.getloadavg(),
+        "command": "python -m lozo_core.bench " + shlex.join(argv),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }  # fmt: skip
+    todo = [m for m in args.methods if m not in results]
+    bar = tqdm(todo, desc=f"bench {args.model} {args.dtype} {args.batch_size}x{args.seq_len}")
+    for method in bar:
+        bar.set_postfix_str(method)
         results[method] = run_method(config, method)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            ordered = {m: results[m] for m in METHODS if m in results}
+            write_json_atomic(
+                {**record, "results": ordered, "loadavg_end": os.getloadavg()}, args.json
+            )
+    results = {m: results[m] for m in METHODS if m in results}
     add_ratios(results)
     print(table(results))
     report = goals(results, "cpu" if args.device == "cpu" else "gpu")
     print("\n".join(report))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        record = {
-            "config": config, "machine": machine(), "results": results, "goals": report,
-            "command": "python -m lozo_core.bench " + shlex.join(argv), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        }  # fmt: skip
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        record.update(results=results, goals=report, loadavg_end=os.getloadavg())
+        write_json_atomic(record, args.json)
         print(f"wrote {args.json}")
     return 0
 

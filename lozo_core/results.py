@@ -78,36 +78,172 @@ def finetune_markdown(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cpu_line(machine: dict) -> str:
+    """The machine in one phrase, with what decides bf16's speed: its SIMD and bf16 instructions."""
+    if machine.get("gpu"):
+        return f"{machine['gpu']}, torch {machine['torch']}"
+    flags = set(machine.get("cpu_flags") or [])
+    bf16 = sorted(flags & {"amx_bf16", "avx512_bf16"})
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    hardware = f"bf16 in hardware: {', '.join(bf16)}" if bf16 else "no bf16 matrix instructions"
+    cpu = machine.get("cpu_model") or machine["processor"]
+    return f"{cpu} x{machine['cpu_count']} ({simd}, {hardware}), torch {machine['torch']}"
+
+
+def _measured(r: dict | None) -> bool:
+    return r is not None and "error" not in r
+
+
+def _status(r: dict | None) -> str:
+    """What stands in a cell for a row without a measurement."""
+    if r is None:
+        return "—"
+    return "did not fit" if "did_not_fit" in r else r["error"]
+
+
+def _fmt(r: dict | None, key: str, spec: str = ".2f", scale: float = 1.0) -> str:
+    if not _measured(r):
+        return _status(r)
+    return f"{r[key] / scale:{spec}}" if key in r else "—"
+
+
+def _load_range(recs: list[dict]) -> str:
+    rows = [row for rec in recs for row in rec["results"].values() if "loadavg_start" in row]
+    values = [row[k][0] for row in rows for k in ("loadavg_start", "loadavg_end")]
+    return f"{min(values):.1f}–{max(values):.1f}" if values else "not recorded"
+
+
+def parameters(rec: dict) -> int:
+    return max((r.get("parameters", 0) for r in rec["results"].values()), default=0)
+
+
+def bench_key(rec: dict) -> tuple:
+    c = rec["config"]
+    return c["model"], c["dtype"], c["batch_size"], c["seq_len"], c["interval"]
+
+
+def bench_groups(records: list[dict]) -> dict:
+    """The ``kind: bench`` records by role: ``main`` (OPT-125M, 4 × 64, by dtype), ``scaling``
+    (fp32, 4 × 64, by parameter count), ``context`` (OPT-125M, batch 1, by length), ``other``."""
+    bench = [r for r in records if r.get("kind") == "bench"]
+    main = {r["config"]["dtype"]: r for r in bench if bench_key(r) in
+            {("opt-125m", d, 4, 64, 50) for d in ("float32", "bfloat16")}}  # fmt: skip
+    scaling = sorted(
+        (r for r in bench if bench_key(r)[1:] == ("float32", 4, 64, 50)), key=parameters
+    )
+    context = sorted((r for r in bench if bench_key(r)[0] == "opt-125m" and bench_key(r)[2] == 1),
+                     key=lambda r: r["config"]["seq_len"])  # fmt: skip
+    shown = {id(r) for r in (*main.values(), *scaling, *context)}
+    return {"main": main, "scaling": scaling, "context": context,
+            "other": [r for r in bench if id(r) not in shown]}  # fmt: skip
+
+
+SCALING_SIZES = ("opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b")
+
+
+def _sweep_table(recs: list[dict], heading, cell) -> list[str]:
+    """Methods as rows, one column per record."""
+    methods = list(dict.fromkeys(m for rec in recs for m in rec["results"]))
+    lines = [
+        "| method | " + " | ".join(heading(rec) for rec in recs) + " |",
+        "|---|" + "---|" * len(recs),
+    ]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(cell(rec["results"].get(m)) for rec in recs) + " |")
+    return lines
+
+
 def bench_markdown(records: list[dict]) -> str:
-    if not records:
+    """The README's performance section from the ``kind: bench`` records (the profile and drift
+    records are read by notebook 07): OPT-125M in fp32 and bf16, model size, context length."""
+    groups = bench_groups(records)
+    bench = [r for r in records if r.get("kind") == "bench"]
+    if not bench:
         return "_No recorded benchmark yet: `make bench`._"
-    lines = []
-    for rec in records:
-        cfg, res = rec["config"], rec["results"]
-        where = (
-            rec["machine"]["gpu"]
-            or f"{rec['machine']['processor']} x{rec['machine']['cpu_count']} CPU"
-        )
-        lines.append(
-            f"**{cfg['model']}** ({'random init' if cfg['random_init'] else 'pretrained'}), {cfg['dtype']}, batch {cfg['batch_size']} × {cfg['seq_len']} tokens, {where}, torch {rec['machine']['torch']}:"
-        )
-        lines.append("")
-        lines.append(
-            "| method | step (s, median) | × MeZO | × doubled forward | peak memory (MiB) | memory × doubled inference |"
-        )
-        lines.append("|---|---|---|---|---|---|")
-        for name, r in res.items():
-            if "error" in r:
-                lines.append(f"| {name} | {r['error']} | | | | |")
-                continue
-            lines.append(
-                f"| {name} | {r['step_s_median']:.3f} | {r.get('time_vs_mezo', float('nan')):.2f} | "
-                f"{r.get('time_vs_forward-doubled', float('nan')):.2f} | {r['peak_mem_bytes'] / 2**20:.0f} | {r.get('mem_vs_forward-doubled', float('nan')):.3f} |"
+    main, lines = groups["main"], []
+    if "float32" in main:
+        fp32 = main["float32"]["results"]
+        bf16 = main.get("bfloat16", {"results": {}})["results"]
+        lines += [
+            "**OPT-125M** (random init), batch 4 × 64 tokens. *Floor*: the forwards a method cannot "
+            "avoid (its two single-batch forwards; one doubled forward for the paired side path). "
+            "*Inference*: peak RSS of a single-batch forward; *doubled*: of a forward over 2 × 4 sequences.",
+            "",
+            "| method | fp32 step (s) | × own floor | × MeZO | peak memory (MiB) | × inference | × doubled inference | bf16 step (s) | bf16 / fp32 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]  # fmt: skip
+        for m, r in fp32.items():
+            rb = bf16.get(m)
+            slower = (
+                f"{rb['step_s_median'] / r['step_s_median']:.1f}"
+                if _measured(r) and _measured(rb)
+                else "—"
             )
+            lines.append(
+                f"| {m} | {_fmt(r, 'step_s_median', '.3f')} | {_fmt(r, 'time_vs_floor')} | {_fmt(r, 'time_vs_mezo')} | "
+                f"{_fmt(r, 'peak_mem_bytes', '.0f', 2**20)} | {_fmt(r, 'mem_vs_forward', '.3f')} | "
+                f"{_fmt(r, 'mem_vs_forward-doubled', '.3f')} | {_fmt(rb, 'step_s_median', '.3f')} | {slower} |"
+            )  # fmt: skip
         lines.append("")
-        lines.append(f"Command: `{rec['command']}`")
+        ratios = [
+            bf16[m]["step_s_median"] / r["step_s_median"]
+            for m, r in fp32.items()
+            if _measured(r) and _measured(bf16.get(m))
+        ]
+        if ratios:
+            lines += [
+                f"**bf16 on this CPU** ({cpu_line(main['bfloat16']['machine'])}): a step takes "
+                f"{min(ratios):.1f}–{max(ratios):.1f}× its fp32 time. bf16 pays on CPUs with bf16 "
+                "matrix instructions — AMX (`amx_bf16`: Intel Xeon Sapphire Rapids and later) or "
+                "AVX-512 BF16 (`avx512_bf16`: Intel Cooper Lake and later; AMD Zen 4 and later): on "
+                "an Intel CPU with AMX this project measured a doubled-batch forward of this model "
+                "2.9× faster in bf16 than in fp32 (one run, not recorded in `data/results/`). On "
+                "AVX2-only CPUs such as this one, bf16 halves the weights' memory and costs time.",
+                "",
+            ]  # fmt: skip
+    scaling = groups["scaling"]
+    recorded = {r["config"]["model"] for r in scaling}
+    missing = [m for m in SCALING_SIZES if m not in recorded]
+    lines += ["**Model size** (OPT architectures, random init, fp32, batch 4 × 64): step time (s) / peak memory (GiB).", ""]  # fmt: skip
+    if scaling:
+        lines += _sweep_table(
+            scaling,
+            lambda rec: f"{rec['config']['model']} ({parameters(rec) / 1e9:.2f} B)",
+            lambda r: f"{r['step_s_median']:.2f} / {r['peak_mem_bytes'] / 2**30:.2f}" if _measured(r) else _status(r),
+        )  # fmt: skip
+    if missing:
+        steps = " ".join(m.removeprefix("opt-") for m in missing)
+        lines += ["", f"Not recorded yet: {', '.join(missing)} (`bash scripts/record_bench_cpu.sh {steps}`)."]  # fmt: skip
+    lines.append("")
+    if groups["context"]:
+        lines += ["**Context length** (OPT-125M, fp32, batch 1): peak memory (MiB) and × single-batch inference at that length.", ""]  # fmt: skip
+        lines += _sweep_table(
+            groups["context"],
+            lambda rec: f"{rec['config']['seq_len']} tokens",
+            lambda r: f"{r['peak_mem_bytes'] / 2**20:.0f} (× {r['mem_vs_forward']:.2f})" if _measured(r) and "mem_vs_forward" in r else _status(r),
+        )  # fmt: skip
         lines.append("")
-    return "\n".join(lines).rstrip()
+    for rec in groups["other"]:
+        c = rec["config"]
+        lines += [f"**{c['model']}**, {c['dtype']}, batch {c['batch_size']} × {c['seq_len']}, interval {c['interval']}:", ""]  # fmt: skip
+        lines += [
+            "| method | step (s) | × own floor | × MeZO | peak memory (MiB) | × inference | × doubled inference |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m, r in rec["results"].items():
+            lines.append(
+                f"| {m} | {_fmt(r, 'step_s_median', '.3f')} | {_fmt(r, 'time_vs_floor')} | {_fmt(r, 'time_vs_mezo')} | "
+                f"{_fmt(r, 'peak_mem_bytes', '.0f', 2**20)} | {_fmt(r, 'mem_vs_forward', '.3f')} | {_fmt(r, 'mem_vs_forward-doubled', '.3f')} |"
+            )  # fmt: skip
+        lines.append("")
+    machines = sorted({cpu_line(r["machine"]) for r in bench})
+    lines.append(
+        f"Machine: {'; '.join(machines)}; load average during the runs {_load_range(bench)}: "
+        "times depend on the load of this shared machine. Each method ran in its own process, so "
+        "its peak memory is its own. Commands: the `command` field of each JSON in "
+        "`data/results/bench/` (`make bench` records them all)."
+    )
+    return "\n".join(lines)
 
 
 def spectra_markdown(records: list[dict]) -> str:
