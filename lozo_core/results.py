@@ -336,10 +336,45 @@ def full_protocol_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
-def full_protocol_markdown(runs: list[dict]) -> str:
-    if not runs:
-        return "_No full-protocol run has finished yet: `python scripts/campaign.py run --commit`._"
+def sweep_markdown(choices: dict) -> str:
+    """The learning-rate sweep so far: every rate's validation result and the choice, if made."""
     lines = [
+        "| optimizer | lr (ours) | state | best validation acc. (step) | zero-shot validation acc. | final validation loss | chosen |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for optimizer, entry in choices.items():
+        for r in entry["results"]:
+            best = (
+                f"{r['best_validation_accuracy']:.3f} ({r['best_validation_step']})"
+                if "best_validation_accuracy" in r
+                else r.get("error", "—")
+            )
+            zero = (
+                f"{r['zero_shot_validation_accuracy']:.3f}"
+                if "zero_shot_validation_accuracy" in r
+                else "—"
+            )
+            loss = f"{r['final_validation_loss']:.4f}" if "final_validation_loss" in r else "—"
+            chosen = "✓" if entry["chosen_lr"] == r["lr"] else ""
+            lines.append(f"| {optimizer} | {r['lr']:g} | {r['state']} | {best} | {zero} | {loss} | {chosen} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def full_protocol_markdown(runs: list[dict], choices: dict | None = None) -> str:
+    sweep = []
+    if choices and any(r["state"] != "missing" for e in choices.values() for r in e["results"]):
+        sweep = [
+            "Learning-rate sweep (SST-2, seed 0, validation split only; a rate is chosen once all "
+            "of an optimizer's rates are done):",
+            "",
+            sweep_markdown(choices),
+            "",
+        ]
+    if not runs:
+        return "\n".join([*sweep, "_No campaign run (3 seeds at the chosen rates) has finished yet: "
+                          "`python scripts/campaign.py run --commit`._"])  # fmt: skip
+    lines = [
+        *sweep,
         "| task | run | seeds | lr (ours) | steps | test acc. at best validation | test acc. at last step | gain over zero-shot (paired by seed) | seeds with a gain |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -365,7 +400,7 @@ def full_protocol_markdown(runs: list[dict]) -> str:
 
 SECTIONS = {
     "finetune_cpu": lambda: finetune_markdown(load("finetune_cpu")),
-    "full_protocol": lambda: full_protocol_markdown(full_protocol_runs()),
+    "full_protocol": lambda: full_protocol_markdown(full_protocol_runs(), sweep_choices()),
     "bench": lambda: bench_markdown(load("bench")),
     "spectra": lambda: spectra_markdown(load("spectra")),
 }
