@@ -126,15 +126,16 @@ if gains:
 # recorded yet, the campaign's own median step time is used and labelled so.
 
 # %%
-bench = [b for b in load("bench") if b["config"]["model"] == "smollm2-135m"]
-BENCH_NAME = {"mezo": "mezo", "lozo": "lozo-sidepath", "lozo-m": "lozo-m", "fo-adam": "fo-adam"}
+bench = [
+    b for b in load("bench") if b.get("kind") == "bench" and b["config"]["model"] == "smollm2-135m"
+]
 cost, cost_source = {}, {}
 for run in runs:
     name = run["optimizer"]
     if name in cost or not run["steps"]:
         continue
-    if bench and BENCH_NAME.get(name) in bench[0]["results"]:
-        cost[name] = bench[0]["results"][BENCH_NAME[name]]["step_s_median"]
+    if bench and name in bench[0]["results"]:
+        cost[name] = bench[0]["results"][name]["step_s_median"]
         cost_source[name] = (
             f"bench on {bench[0]['machine'].get('cpu_model', bench[0]['machine']['processor'])}"
         )
