@@ -91,3 +91,37 @@ for folder, count in sorted(by_folder.items()):
 # * `make test` — lint, unit tests, the sympy derivations, and every notebook at smoke size.
 # * `make lab` — JupyterLab on `notebooks/`, with the `.py` files opening as notebooks.
 # * `python -m lozo_core.notebooks 01` — one notebook; add `--smoke` for the small size.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each solution is hidden below its exercise (in the book, click to show it) and checks itself.
+#
+# **Exercise 1 (the one table).** Every optimizer the notebooks, the CLI and the benchmark use is
+# a row of `lozo_core.optim.table.TABLE`. Which rows are zeroth-order (they never call
+# `backward`)?
+
+# %% tags=["hide-cell"]
+from lozo_core.optim.table import TABLE  # noqa: E402
+
+zeroth_order = sorted(name for name, entry in TABLE.items() if entry.zeroth_order)
+print("zeroth-order:", ", ".join(zeroth_order))
+assert {"mezo", "lozo", "lozo-m"} <= set(zeroth_order) and "fo-adam" not in zeroth_order
+
+# %% [markdown]
+# **Exercise 2 (a LOZO step, as torch.optim promises).** Build `LOZO` (rank 2) on a
+# `torch.nn.Linear(8, 4)`, take one `step` with a closure that returns a scalar loss, and check
+# that the layer's weight — and its `state_dict()` — changed.
+
+# %% tags=["hide-cell"]
+import torch  # noqa: E402
+
+from lozo_core.optim import LOZO  # noqa: E402
+
+torch.manual_seed(0)
+layer = torch.nn.Linear(8, 4)
+inputs, before = torch.randn(16, 8), layer.weight.detach().clone()
+LOZO(layer.parameters(), lr=1e-2, rank=2).step(lambda: layer(inputs).pow(2).mean())
+change = (layer.state_dict()["weight"] - before).norm().item()
+print(f"‖ΔW‖ = {change:.2e} after one step")
+assert change > 0
