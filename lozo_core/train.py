@@ -74,6 +74,7 @@ from lozo_core.schemes import SCHEMES, Scheme, trainable_parameters
 from lozo_core.trajectory import Trajectory, replay
 
 DATA_KEY = 3
+FORWARDS = ("paired", "sequential")
 
 
 def _option(default, help: str):
@@ -95,6 +96,12 @@ class TrainConfig:
     weight_decay: float = _option(0.0, "decoupled weight decay λ on matrices")
     q: int = _option(1, "queries averaged per zeroth-order step")
     engine: str = _option("sidepath", f"LOZO engine: one of {', '.join(ENGINES)}")
+    forwards: str = _option(
+        "paired",
+        "how the side path evaluates f(θ+εZ) and f(θ−εZ): paired (one forward over the doubled "
+        "batch; fastest) or sequential (two single-batch forwards; peak memory ≈ inference). "
+        "The in-place engine is always sequential",
+    )
     scheme: str = _option("full", f"which parameters train: one of {', '.join(SCHEMES)} (peft)")
     lora_rank: int = _option(8, "LoRA rank r_lora (--scheme lora)")
     virtual_tokens: int = _option(10, "prefix / prompt length (--scheme prefix|prompt)")
@@ -149,6 +156,7 @@ class TrainConfig:
             ),
             (self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}"),
             (self.engine in ENGINES, "engine", self.engine, f"one of {', '.join(ENGINES)}"),
+            (self.forwards in FORWARDS, "forwards", self.forwards, f"one of {', '.join(FORWARDS)}"),
             (self.scheme in SCHEMES, "scheme", self.scheme, f"one of {', '.join(SCHEMES)}"),
             (self.lora_rank >= 1, "lora-rank", self.lora_rank, "an integer >= 1"),
             (self.virtual_tokens >= 1, "virtual-tokens", self.virtual_tokens, "an integer >= 1"),
@@ -382,7 +390,8 @@ def train(
         try:
             if row.zeroth_order:
                 closure = PairedClosure(loss_fn, batch, S.Batch.doubled)
-                loss = optimizer.step(closure if cfg.fine_tuning.pairs else closure.__call__)
+                paired = cfg.fine_tuning.pairs and cfg.forwards == "paired"
+                loss = optimizer.step(closure if paired else closure.__call__)
             else:
                 optimizer.zero_grad()
                 loss = loss_fn(batch).mean()

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,6 +72,7 @@ def test_cli_runs_and_writes_metrics_and_summary(tmp_path):
         (["--optimizer", "sgd-magic"], "--optimizer 'sgd-magic'"),
         (["--rank", "0"], "--rank 0: expected an integer >= 1"),
         (["--eps", "0"], "--eps 0.0: expected a number > 0"),
+        (["--forwards", "both"], "--forwards 'both': expected one of paired, sequential"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
@@ -304,6 +306,18 @@ def test_evaluation_frequency_does_not_change_the_trained_weights(tmp_path):
         torch.load(tmp_path / e / "checkpoint.pt", weights_only=True)["model"] for e in ("5", "40")
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sequential_forwards_measure_what_paired_forwards_measure(tmp_path):
+    """--forwards sequential runs the two signs as two single-batch forwards: the same losses
+    and projected gradients as one forward over the doubled batch, to float tolerance."""
+    args = ["--model", "tiny-opt", "--optimizer", "lozo", "--steps", "8", "--eval-every", "8"]
+    for mode in ("paired", "sequential"):
+        assert main([*args, "--forwards", mode, "--out", str(tmp_path / mode)]) == 0
+    paired, sequential = (Trajectory.load(tmp_path / m) for m in ("paired", "sequential"))
+    assert sequential.config["forwards"] == "sequential"
+    for a, b in zip(paired.records, sequential.records, strict=True):
+        assert np.allclose(a["losses"], b["losses"], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("optimizer", ["mezo", "lozo-m"])
