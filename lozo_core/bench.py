@@ -5,8 +5,9 @@ times, on the same model, batch and sequence length: inference ``forward`` (batc
 memory baseline) and ``forward-doubled`` (2B), then every trainable optimizer of
 :data:`lozo_core.optim.table.TABLE` as training runs it (side-path rows evaluate both signs in
 one forward over the doubled batch, the *paired* mode), and the variants of :data:`VARIANTS`:
-LOZO with the in-place engine (the official code's way) and LOZO's side path in its
-*sequential* mode (two single-batch forwards, no doubled activations).
+LOZO with the in-place engine (the official code's way), LOZO's side path in its
+*sequential* mode (two single-batch forwards, no doubled activations), and MeZO with its
+directions kept in memory (one draw per step instead of four, one more model's size of memory).
 
 Each method runs in its own child process (same seed, same random-init weights), so peak memory
 is per method: ``torch.cuda.max_memory_allocated`` on GPU; on CPU the peak resident set size
@@ -64,6 +65,7 @@ class Method:
     engine: str | None = None
     paired: bool = True
     batches: int = 1
+    keep_directions: bool = False
 
 
 INFERENCE = (
@@ -74,7 +76,8 @@ VARIANTS = {
     "lozo": (
         Method("lozo-inplace", "LOZO, in-place engine", row="lozo", engine="inplace"),
         Method("lozo-sequential", "LOZO, side path sequential", row="lozo", paired=False),
-    )
+    ),
+    "mezo": (Method("mezo-kept", "MeZO, directions kept", row="mezo", keep_directions=True),),
 }
 METHODS = {
     m.name: m
@@ -112,7 +115,10 @@ def per_example_lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
 def hyper(method: Method, rank: int, interval: int) -> Hyper:
     row = TABLE[method.row]
     engine = method.engine or Hyper.engine
-    return Hyper(lr=row.default_lr, rank=rank, interval=interval, engine=engine)
+    return Hyper(
+        lr=row.default_lr, rank=rank, interval=interval, engine=engine,
+        keep_directions=method.keep_directions,
+    )  # fmt: skip
 
 
 def method_step(

@@ -19,7 +19,8 @@ vocabulary :math:`V`, :math:`P` parameters (the largest holding :math:`P_{max}`)
   accumulators (LOZO-M adds its momentum, :math:`\sum mr\cdot 4` and the vectors'); none for
   MeZO and SGD;
 * dense directions: MeZO holds :math:`z` and, in its update, two float32 temporaries of one
-  parameter (:math:`3P_{max}\cdot 4`); ZO-Adam four more for its moments (:math:`7P_{max}\cdot 4`).
+  parameter (:math:`3P_{max}\cdot 4`); ZO-Adam four more for its moments (:math:`7P_{max}\cdot 4`);
+  MeZO with its directions kept (``mezo-kept``) holds every :math:`z` of the step, :math:`P\cdot 4`.
 
 The process itself (interpreter, torch, transformers) is measured, not modelled: pass the RSS of
 the benchmark's child before it loads the model. The model is an estimate to compare with
@@ -39,6 +40,7 @@ METHODS = (
     "forward",
     "forward-doubled",
     "mezo",
+    "mezo-kept",
     "lozo-inplace",
     "lozo",
     "lozo-sequential",
@@ -136,6 +138,8 @@ def peak_bytes(
             terms["optimizer state"] += (arch.matrix_rows * rank + arch.vector_parameters) * 4
     if method == "mezo":
         terms["directions"] = 3 * arch.largest_parameter * 4
+    if method == "mezo-kept":
+        terms["directions"] = P * 4
     if method == "zo-adam":
         terms["optimizer state"] = 2 * P * 4
         terms["directions"] = 7 * arch.largest_parameter * 4

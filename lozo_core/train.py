@@ -187,9 +187,14 @@ class TrainConfig:
         )  # fmt: skip
 
 
-def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The optimizer of ``cfg.optimizer``'s row, weight decay on matrices only."""
-    return TABLE[cfg.optimizer].make(decay_groups(model, cfg.weight_decay), cfg.hyper)
+def build_optimizer(
+    cfg: TrainConfig, model: torch.nn.Module, keep_directions: bool = False
+) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg.optimizer``'s row, weight decay on matrices only;
+    ``keep_directions`` trades memory for draws without changing a number (see
+    :class:`~lozo_core.optim.optimizer.ZeroOrderOptimizer`)."""
+    hyper = dataclasses.replace(cfg.hyper, keep_directions=keep_directions)
+    return TABLE[cfg.optimizer].make(decay_groups(model, cfg.weight_decay), hyper)
 
 
 def splits(cfg: TrainConfig) -> tuple[list[T.Example], list[T.Example], list[T.Example]]:
@@ -304,11 +309,14 @@ def train(
     command: str = "",
     loaded: LoadedModel | None = None,
     until: int | None = None,
+    keep_directions: bool = False,
 ) -> dict | None:
     """Run ``cfg``; write trajectory, metrics, checkpoint and summary into ``out``.
 
     ``until``: stop after that step (a chunk of a long run), saving the trajectory and a
-    checkpoint; the summary is written only when the run reaches ``cfg.steps``."""
+    checkpoint; the summary is written only when the run reaches ``cfg.steps``.
+    ``keep_directions`` is a run-time choice like the thread count (the same numbers, so not
+    part of the config); each chunk records it."""
     group, writer = distributed.default_group(), distributed.rank() == 0
     if writer:
         out.mkdir(parents=True, exist_ok=True)
@@ -325,7 +333,7 @@ def train(
     objective = S.objective(task, cfg.objective)
     train_set, validation_set, eval_set = splits(cfg)
     row = TABLE[cfg.optimizer]
-    optimizer = build_optimizer(cfg, model) if cfg.steps else None
+    optimizer = build_optimizer(cfg, model, keep_directions) if cfg.steps else None
     local = distributed.shard(min(cfg.batch_size, len(train_set)), group)
     forward = model if row.zeroth_order else distributed.data_parallel(model, group)
     config = dataclasses.asdict(cfg)
@@ -376,7 +384,8 @@ def train(
     if start == 0 and writer:
         evaluate(0)
     stop = cfg.steps if until is None else min(until, cfg.steps)
-    chunk = {"start": start, "machine": machine(), "world_size": distributed.world_size()}
+    chunk = {"start": start, "machine": machine(), "world_size": distributed.world_size(),
+             "keep_directions": keep_directions}  # fmt: skip
     bar = tqdm(range(start, stop), desc=f"{cfg.optimizer} {cfg.task}", initial=start,
                total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1,
                disable=not writer)  # fmt: skip
@@ -540,6 +549,12 @@ def parser() -> argparse.ArgumentParser:
         "--resume", action="store_true",
         help="continue from OUT/checkpoint.pt, or else replay OUT/trajectory.json",
     )  # fmt: skip
+    p.add_argument(
+        "--keep-directions", action="store_true",
+        help="hold each step's random directions in memory instead of regenerating them for "
+        "every pass: the same numbers, faster for dense (MeZO-family) directions, one more "
+        "model's size of memory; not part of the config",
+    )  # fmt: skip
     return p
 
 
@@ -556,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = vars(parser().parse_args(argv))
     out, resume, until = args.pop("out"), args.pop("resume"), args.pop("until")
+    keep_directions = args.pop("keep_directions")
     try:
         cfg = TrainConfig(**args)
         T.get_task(cfg.task).split("dev")
@@ -565,7 +581,10 @@ def main(argv: list[str] | None = None) -> int:
     command = f"{_launcher()} -m lozo_core.train {shlex.join(argv)}"
     try:
         with distributed.process_group_from_env(cfg.device):
-            summary = train(cfg, out, resume=resume, command=command, until=until)
+            summary = train(
+                cfg, out, resume=resume, command=command, until=until,
+                keep_directions=keep_directions,
+            )  # fmt: skip
             writer = distributed.rank() == 0
     except FloatingPointError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -20,6 +20,8 @@ options (``scheme``, ``lora_rank``, ``objective``, ``eval_examples`` …); a blo
 sweep (``sweep = "lora"``) takes that sweep's chosen rates and its ``args``, then its own (a
 sweep's ``steps``, ``eval_every`` and ``eval_examples``, the size of its test, stay its own).
 ``[estimate]`` (optional) gives the seconds ``status`` assumes until a run has measured its own.
+``[protocol] threads`` and ``keep_directions`` are run-time choices that change no number
+(``train --keep-directions``), so they may change between the chunks of a run.
 """
 
 from __future__ import annotations
@@ -316,7 +318,7 @@ def commit(paths: list[Path], message: str) -> None:
     print(f"campaign: could not commit {paths}", file=sys.stderr)
 
 
-def run_chunk(item: Item, threads: int) -> int:
+def run_chunk(item: Item, protocol: dict) -> int:
     state, done = item.state()
     until = min(done + item.chunk, item.steps)
     args = [f"--{k.replace('_', '-')}={v}" for k, v in item.args.items()]
@@ -325,7 +327,10 @@ def run_chunk(item: Item, threads: int) -> int:
     command = ["flock", lock, *train]
     if until < item.steps:
         command.append(f"--until={until}")
-    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if protocol.get("keep_directions", False):
+        command.append("--keep-directions")
+    threads = str(protocol["threads"])
+    env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     print(f"campaign: {item.name} steps {done}..{until} of {item.steps}", flush=True)
     item.folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.run(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
@@ -349,7 +354,7 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
             print("campaign: nothing left that can run now")
             return 0
         item = pending[0]
-        code = run_chunk(item, plan["protocol"]["threads"])
+        code = run_chunk(item, plan["protocol"])
         write_chosen(plan)
         if do_commit:
             chosen = results_dir(plan) / "sweep" / "chosen.json"

@@ -20,6 +20,7 @@ rank = 2
 interval = 3
 chunk = 4
 threads = 1
+keep_directions = true
 
 [sweep]
 task = "sst2"
@@ -57,6 +58,7 @@ def test_a_tiny_campaign_runs_in_chunks_and_resumes(tmp_path):
         (tmp_path / "results/sweep/sst2_lozo_lr0.001/trajectory.json").read_text()
     )
     assert trajectory["steps"] == 4 and trajectory["chunks"][0]["machine"]["cpu_model"]
+    assert trajectory["chunks"][0]["keep_directions"] is True
     done = campaign(tmp_path, "run")
     assert done.returncode == 0, done.stderr
     chosen = json.loads((tmp_path / "results/sweep/chosen.json").read_text())

@@ -106,6 +106,18 @@ def test_deterministic_under_a_seed_and_no_grad_created(name, engine):
     assert any(not torch.equal(x, y) for x, y in zip(params(a), params(model), strict=True))
 
 
+@pytest.mark.parametrize(("name", "engine"), CASES)
+def test_kept_directions_give_the_same_numbers_as_regenerated_ones(name, engine):
+    model = mlp(dtype=torch.float32)
+    kept = build(name, engine, model, keep_directions=True)
+    closure = problem(model)
+    for _ in range(7):
+        kept.step(closure)
+    kept.merge()
+    live, _, _ = run(name, engine, dtype=torch.float32)
+    assert all(torch.equal(x, y) for x, y in zip(params(live), params(model), strict=True))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("name", "engine"), CASES)
 def test_replay_rebuilds_the_run_bit_for_bit(name, engine, dtype):

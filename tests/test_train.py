@@ -320,6 +320,23 @@ def test_sequential_forwards_measure_what_paired_forwards_measure(tmp_path):
         assert np.allclose(a["losses"], b["losses"], rtol=1e-5, atol=1e-6)
 
 
+def test_keeping_directions_is_a_run_time_choice_that_changes_no_number(tmp_path):
+    """A run continued with --keep-directions ends bit-identical to one that regenerated every
+    draw, and each chunk records which it did."""
+    args = ["--model", "tiny-opt", "--optimizer", "mezo", "--steps", "6", "--eval-every", "3"]
+    assert main([*args, "--out", str(tmp_path / "regenerated")]) == 0
+    mixed = ["--out", str(tmp_path / "mixed"), "--resume"]
+    assert main([*args, *mixed, "--until", "3"]) == 0
+    assert main([*args, *mixed, "--keep-directions"]) == 0
+    a, b = (
+        torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["model"]
+        for run in ("regenerated", "mixed")
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    chunks = json.loads((tmp_path / "mixed" / "summary.json").read_text())["chunks"]
+    assert [c["keep_directions"] for c in chunks] == [False, True]
+
+
 @pytest.mark.parametrize("optimizer", ["mezo", "lozo-m"])
 def test_resume_from_the_trajectory_alone_and_replay_cli(tmp_path, optimizer, capsys):
     args = ["--model", "tiny-opt", "--optimizer", optimizer, "--lr", "1e-3", "--interval", "3",

@@ -86,6 +86,14 @@ class Query:
     keys: tuple[int, ...]
     density: float = 1.0
     mask_keys: tuple[int, ...] = ()
+    kept: list | None = None
+
+    def keep(self) -> None:
+        """Draw every parameter's direction now and hold the draws (one model's size of memory
+        for dense directions), so that the perturb, restore and update passes reuse them instead
+        of regenerating them from the keys: the same numbers, one draw per step instead of one
+        per pass."""
+        self.kept = list(self)
 
     def draw(self, i: int) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
         """``(param, z, U, V)`` of parameter ``i``: ``z`` if dense, ``U, V`` if low-rank."""
@@ -103,7 +111,9 @@ class Query:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]]:
         """Every parameter's ``(param, z, U, V)``, in order: drawn ahead on worker threads, or
         in this thread when the parameters are too small to repay the hand-off (the numbers are
-        the same either way: each comes from its own key)."""
+        the same either way: each comes from its own key); the kept draws after :meth:`keep`."""
+        if self.kept is not None:
+            return iter(self.kept)
         if sum(p.numel() for p in self.params) < PREFETCH_MIN_NUMEL:
             return map(self.draw, range(len(self.params)))
         return prefetched(self.draw, len(self.params))

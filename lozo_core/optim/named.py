@@ -2,7 +2,8 @@ r"""The named optimizers: thin compositions of a direction, an update rule and a
 
 Every one takes ``params`` and the common keywords of
 :class:`~lozo_core.optim.optimizer.ZeroOrderOptimizer` (``lr``, ``eps``, ``q``,
-``weight_decay``, ``seed``, ``blocks``, ``engine``); a misspelt keyword raises ``TypeError``.
+``weight_decay``, ``seed``, ``blocks``, ``engine``, ``keep_directions``); a misspelt keyword
+raises ``TypeError``.
 With :math:`\lambda` the decoupled weight decay and :math:`c_j = (f_+^{(j)}-f_-^{(j)})/2\varepsilon`:
 
 ============== ======================================= ============= ===================

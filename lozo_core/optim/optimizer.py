@@ -83,6 +83,11 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         blocks: split the zeroth-order parameters, in order, into this many contiguous blocks,
             each estimated with its own ``q`` queries and updated in turn (``2q·blocks`` forwards;
             ZO-Bench's ``coordinate_perturbation`` variant, whose blocks are modules).
+        keep_directions: hold each step's draws in memory (:meth:`Query.keep
+            <lozo_core.optim.directions.Query.keep>`) instead of regenerating them for every
+            pass over the weights: identical numbers, fewer draws (MeZO: one per step instead of
+            four), and one more model's size of memory for dense directions — so not MeZO's
+            "memory of inference". A run-time choice, like the thread count.
         process_group: average the measured scalars over this ``torch.distributed`` group (each
             process evaluating the closure on its shard of the batch); default: the default group
             when ``torch.distributed`` is initialized with more than one process, else none.
@@ -101,6 +106,7 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         seed: int = 0,
         blocks: int = 1,
+        keep_directions: bool = False,
         process_group=None,
     ):
         check_nonnegative("lr", lr)
@@ -110,6 +116,7 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         check_count("seed", seed, minimum=0)
         check_count("blocks", blocks)
         self.direction, self.rule, self.q, self.seed, self.blocks = direction, rule, q, seed, blocks
+        self.keep_directions = bool(keep_directions)
         self.engine: InPlace = make_engine(engine, direction.lowrank)
         self.process_group = process_group if process_group is not None else default_group()
         self.last_record: dict | None = None
@@ -176,7 +183,13 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         block = self._blocks[b]
         states = [self.state[p] for p in block]
         eps = [self._eps(p) for p in block]
-        return [self.direction.query(block, states, eps, self.seed, k, b, j) for j in range(self.q)]
+        queries = [
+            self.direction.query(block, states, eps, self.seed, k, b, j) for j in range(self.q)
+        ]
+        if self.keep_directions:
+            for query in queries:
+                query.keep()
+        return queries
 
     def _refresh(self, k: int) -> None:
         if not self.direction.refresh_due(k):

@@ -32,6 +32,7 @@ class Hyper:
     momentum: float | None = None
     engine: str = "sidepath"
     blocks: int = 1
+    keep_directions: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ class Row:
 
 def _zo(h: Hyper) -> dict:
     return dict(
-        lr=h.lr, eps=h.eps, q=h.q, weight_decay=h.weight_decay, seed=h.seed, blocks=h.blocks
-    )
+        lr=h.lr, eps=h.eps, q=h.q, weight_decay=h.weight_decay, seed=h.seed, blocks=h.blocks,
+        keep_directions=h.keep_directions,
+    )  # fmt: skip
 
 
 def _lowrank(h: Hyper) -> dict:
