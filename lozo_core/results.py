@@ -336,8 +336,18 @@ def full_protocol_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def grid_edge(entry: dict) -> str | None:
+    """``"lower"`` or ``"upper"`` when a sweep chose the smallest or largest rate of its grid (the
+    sweep then cannot say whether a rate beyond it would do better), else None."""
+    chosen, grid = entry.get("chosen_lr"), entry.get("grid", [])
+    if chosen is None or len(grid) < 2:
+        return None
+    return "lower" if chosen == min(grid) else "upper" if chosen == max(grid) else None
+
+
 def sweep_markdown(choices: dict) -> str:
-    """The learning-rate sweep so far: every rate's validation result and the choice, if made."""
+    """The learning-rate sweep so far: every rate's validation result and the choice, if made
+    (flagged when it lies on the grid's edge)."""
     lines = [
         "| optimizer | lr (ours) | state | best validation acc. (step) | zero-shot validation acc. | final validation loss | chosen |",
         "|---|---|---|---|---|---|---|",
@@ -355,7 +365,9 @@ def sweep_markdown(choices: dict) -> str:
                 else "—"
             )
             loss = f"{r['final_validation_loss']:.4f}" if "final_validation_loss" in r else "—"
+            edge = grid_edge(entry)
             chosen = "✓" if entry["chosen_lr"] == r["lr"] else ""
+            chosen += f" (the grid's {edge} edge)" if chosen and edge else ""
             lines.append(f"| {optimizer} | {r['lr']:g} | {r['state']} | {best} | {zero} | {loss} | {chosen} |")  # fmt: skip
     return "\n".join(lines)
 

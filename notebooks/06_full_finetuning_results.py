@@ -38,6 +38,7 @@ from lozo_core.results import (
     full_protocol_markdown,
     full_protocol_rows,
     full_protocol_runs,
+    grid_edge,
     load,
     paired_gains,
     sweep_choices,
@@ -87,9 +88,10 @@ print(
     "sweep run has finished (runs in progress are listed above)"
 )
 for name, c in choices.items():
-    moved = c.get("moves_off_zero_shot")
+    moved, edge = c.get("moves_off_zero_shot"), grid_edge(c)
     print(f"{name}: chosen lr {c['chosen_lr']} from {c['grid']}"
-          + ("" if moved is None else f"; beats zero-shot on validation: {moved}"))  # fmt: skip
+          + ("" if moved is None else f"; beats zero-shot on validation: {moved}")
+          + ("" if edge is None else f"; on the grid's {edge} edge: a rate beyond it was not tried"))  # fmt: skip
 
 # %% [markdown]
 # ## 6.2 Test accuracy: at the best validation step and at the last step

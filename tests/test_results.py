@@ -2,6 +2,7 @@
 
 from lozo_core import results
 from lozo_core.provenance import REPO_ROOT
+from lozo_core.results import grid_edge, sweep_markdown
 
 
 def test_readme_tables_match_recorded_json():
@@ -42,3 +43,12 @@ def test_finetune_rows_average_over_seeds():
     ]
     (row,) = results.finetune_rows(runs)
     assert row["seeds"] == 3 and row["accuracy"] == "0.700 ± 0.100"
+
+
+def test_a_choice_on_the_grids_edge_is_flagged():
+    entry = {"grid": [2e-5, 6e-5, 2e-4], "results": [{"lr": 2e-5, "state": "done"}]}
+    assert grid_edge(entry | {"chosen_lr": 2e-5}) == "lower"
+    assert grid_edge(entry | {"chosen_lr": 2e-4}) == "upper"
+    assert grid_edge(entry | {"chosen_lr": 6e-5}) is None
+    assert grid_edge(entry | {"chosen_lr": None}) is None
+    assert "✓ (the grid's lower edge)" in sweep_markdown({"lozo": entry | {"chosen_lr": 2e-5}})
