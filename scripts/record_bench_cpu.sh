@@ -6,7 +6,9 @@
 # thread waits at every barrier whenever another job holds a core, and step times with 2 threads
 # varied 3-7x between methods run minutes apart; with one thread a busy neighbour slows every row
 # alike. Pass the names of the steps to run (default: all, in this order):
-#   profile 125m-fp32 125m-bf16 125m-interval1 context drift 350m 1.3b 2.7b readme
+#   profile 125m-fp32 125m-bf16 125m-interval1 context drift campaign 350m 1.3b 2.7b readme
+# `campaign` times the full-protocol campaign's methods on its model and batch shape (SmolLM2,
+# 16 SST-2 prompts: 37 tokens padded, median), the seconds notebook 06 puts on its curves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -31,6 +33,9 @@ step() {
             --json $OUT/cpu_opt-125m_fp32_b1x$seq.json
     done ;;
     drift) locked $PY scripts/record_drift.py --threads 1 ;;
+    campaign) bench --model smollm2-135m --batch-size 16 --seq-len 40 --steps 3 \
+        --methods forward forward-doubled mezo mezo-kept lozo lozo-m lozo-adam fo-adam \
+        --json $OUT/cpu_smollm2-135m_campaign.json ;;
     350m) bench --model opt-350m --batch-size 4 --seq-len 64 --steps 2 --methods $SCALING \
         --json $OUT/cpu_opt-350m_fp32_b4x64.json ;;
     1.3b) bench --model opt-1.3b --batch-size 4 --seq-len 64 --steps 1 --methods $SCALING \
@@ -43,5 +48,5 @@ step() {
 }
 
 steps=("$@")
-[ $# -gt 0 ] || steps=(profile 125m-fp32 125m-bf16 125m-interval1 context drift 350m 1.3b 2.7b readme)
+[ $# -gt 0 ] || steps=(profile 125m-fp32 125m-bf16 125m-interval1 context drift campaign 350m 1.3b 2.7b readme)
 for s in "${steps[@]}"; do step "$s"; done
