@@ -3,7 +3,14 @@
 Each run is ``python -m lozo_core.train`` with the settings below; its summary (with the exact
 command and machine) is copied to ``data/results/finetune_cpu/<task>_<optimizer>_s<seed>.json``
 as soon as the run ends, so an interruption loses only the run in progress. Runs whose JSON
-already exists are skipped; the README's results table is regenerated after each run. Usage: ``python scripts/record_finetune_cpu.py [--only NAME ...]``.
+already exists are skipped; the README's results table is regenerated after each run. Usage:
+``python scripts/record_finetune_cpu.py [--only NAME ...] [--results DIR]``.
+
+To re-record the table with new code, record into another folder (``--results
+data/results/finetune_cpu_next``, committed run by run across sessions) and move it over the old
+one once complete: the README and notebook 05 read one consistent set at all times.
+Zeroth-order runs keep their directions in memory (``--keep-directions``: the same numbers, less
+time).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.results import main as update_readme
@@ -27,6 +35,7 @@ COMMON = [
     "16",
     "--eval-examples",
     "200",
+    "--keep-directions",
 ]
 # Learning rates follow our 1/r convention (LOZO paper lr x rank); see notebook 05.
 STEPS = ["--steps", "60", "--eval-every", "30"]
@@ -47,12 +56,14 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--tasks", nargs="*", default=["sst2"], choices=list(TASKS))
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of the JSON files")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = args.results.resolve()
+    results.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for task in args.tasks:
             for name in args.only:
-                target = RESULTS / f"{task}_{name}_s{seed}.json"
+                target = results / f"{task}_{name}_s{seed}.json"
                 if target.exists():
                     continue
                 run_dir = REPO_ROOT / "runs" / "finetune_cpu" / target.stem
@@ -87,7 +98,8 @@ def main() -> int:
                     summary["final_eval_accuracy"],
                     flush=True,
                 )
-                update_readme()
+                if results == RESULTS:
+                    update_readme()
     return 0
 
 
