@@ -11,7 +11,9 @@ plan's results folder (``[protocol] results``, default ``data/results/full_proto
 environment variable ``LOZO_CAMPAIGN_RESULTS`` overrides it); with ``--commit`` it is committed
 at once, so the campaign can be stopped at any moment and continued later, on another machine,
 from what is committed. A run that fails (non-finite loss) is recorded in ``failed.json`` and
-not retried.
+not retried; so is a run that diverged — with ``[protocol] divergence_ratio = R``, one whose
+validation loss at a chunk's end exceeds R times its step-0 (zero-shot) validation loss: its
+trajectory so far is kept, and the time of its remaining chunks is saved.
 
 The plan: ``[protocol]`` (the train options every run shares), one ``[sweep]`` or several named
 ``[[sweep]]`` tables (learning rates per optimizer, chosen on validation), and ``[[campaign]]``
@@ -344,6 +346,28 @@ def run_chunk(item: Item, protocol: dict) -> int:
     return process.returncode
 
 
+def divergence(item: Item, ratio: float | None) -> str | None:
+    """Why ``item`` counts as diverged (its last validation loss above ``ratio`` times its step-0
+    validation loss), or None."""
+    trajectory = item.folder / "trajectory.json"
+    if ratio is None or not trajectory.exists():
+        return None
+    losses = [
+        (e["step"], e["validation_loss"])
+        for e in json.loads(trajectory.read_text())["evals"]
+        if "validation_loss" in e
+    ]
+    if len(losses) < 2 or losses[0][0] != 0:
+        return None
+    (_, start), (step, last) = losses[0], losses[-1]
+    if last > ratio * start:
+        return (
+            f"diverged: validation loss {last:.4g} at step {step} > {ratio:g} x the step-0 "
+            f"validation loss {start:.4g}; stopped"
+        )
+    return None
+
+
 def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None) -> int:
     deadline = time.time() + hours * 3600
     while time.time() < deadline:
@@ -355,6 +379,12 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
             return 0
         item = pending[0]
         code = run_chunk(item, plan["protocol"])
+        diverged = divergence(item, plan["protocol"].get("divergence_ratio"))
+        if code == 0 and item.state()[0] == "partial" and diverged:
+            print(f"campaign: {item.name} {diverged}", flush=True)
+            (item.folder / "failed.json").write_text(
+                json.dumps({"error": diverged}, indent=2) + "\n"
+            )
         write_chosen(plan)
         if do_commit:
             chosen = results_dir(plan) / "sweep" / "chosen.json"

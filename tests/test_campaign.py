@@ -1,5 +1,6 @@
 """The campaign driver: a tiny plan runs in resumable chunks, sweeps choose on validation."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -168,3 +169,18 @@ def test_a_plan_carries_train_args_per_sweep_and_block_and_its_results_folder(tm
         [*command, "status"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
     )
     assert bad.returncode != 0 and "['objectiv'] are not train options" in bad.stderr
+
+
+def test_a_run_whose_validation_loss_explodes_is_called_diverged(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("campaign", REPO_ROOT / "scripts/campaign.py")
+    driver = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "campaign", driver)
+    spec.loader.exec_module(driver)
+    item = driver.Item("r", tmp_path, {"optimizer": "lozo", "task": "sst2"}, 300, 100, {})
+    evals = [{"step": 0, "validation_loss": 0.96}, {"step": 100, "validation_loss": 2.5}]
+    (tmp_path / "trajectory.json").write_text(json.dumps({"evals": evals, "steps": 100}))
+    assert driver.divergence(item, None) is None
+    assert driver.divergence(item, 3.0) is None
+    evals.append({"step": 200, "validation_loss": 12.6})
+    (tmp_path / "trajectory.json").write_text(json.dumps({"evals": evals, "steps": 200}))
+    assert driver.divergence(item, 3.0).startswith("diverged: validation loss 12.6 at step 200")
