@@ -12,7 +12,7 @@ environment variable ``LOZO_CAMPAIGN_RESULTS`` overrides it); with ``--commit`` 
 at once, so the campaign can be stopped at any moment and continued later, on another machine,
 from what is committed. A run that fails (non-finite loss) is recorded in ``failed.json`` and
 not retried; so is a run that diverged — with ``[protocol] divergence_ratio = R``, one whose
-validation loss at a chunk's end exceeds R times its step-0 (zero-shot) validation loss: its
+validation loss after a chunk exceeds R times its step-0 (zero-shot) validation loss: its
 trajectory so far is kept, and the time of its remaining chunks is saved.
 
 The plan: ``[protocol]`` (the train options every run shares), one ``[sweep]`` or several named
@@ -378,13 +378,16 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
             print("campaign: nothing left that can run now")
             return 0
         item = pending[0]
-        code = run_chunk(item, plan["protocol"])
-        diverged = divergence(item, plan["protocol"].get("divergence_ratio"))
-        if code == 0 and item.state()[0] == "partial" and diverged:
+        ratio = plan["protocol"].get("divergence_ratio")
+        diverged = divergence(item, ratio) if item.state()[0] == "partial" else None
+        if diverged:
             print(f"campaign: {item.name} {diverged}", flush=True)
             (item.folder / "failed.json").write_text(
                 json.dumps({"error": diverged}, indent=2) + "\n"
             )
+            code = 0
+        else:
+            code = run_chunk(item, plan["protocol"])
         write_chosen(plan)
         if do_commit:
             chosen = results_dir(plan) / "sweep" / "chosen.json"
