@@ -220,8 +220,9 @@ def _measure(args: dict, method: str, queue) -> None:
     if args["threads"]:
         torch.set_num_threads(args["threads"])
     limit = args.get("memory_limit_bytes")
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if limit:
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
     device = torch.device(args["device"])
     cuda = device.type == "cuda"
     rss_start = _status_bytes("VmRSS")
@@ -240,7 +241,12 @@ def _measure(args: dict, method: str, queue) -> None:
     except (MemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
             raise
-        queue.put({"did_not_fit": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"})
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+    else:
+        reason = None
+    if reason:
+        resource.setrlimit(resource.RLIMIT_DATA, (hard, hard))  # room for the queue's thread
+        queue.put({"did_not_fit": reason})
         return
     if cuda:
         peak, source = torch.cuda.max_memory_allocated(), "cuda max_memory_allocated"
