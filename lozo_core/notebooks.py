@@ -3,7 +3,9 @@
 ``python -m lozo_core.notebooks --out build/notebooks [--smoke] [NAME ...]`` runs every
 ``notebooks/NN_*.py`` (or the named ones) with the notebook folder as working directory and
 writes ``NAME.ipynb`` and ``NAME.html``. A failing cell fails the run; the partly executed
-notebook is still written, so the error can be read in context.
+notebook is still written, so the error can be read in context. Progress bars are switched off
+in executed notebooks (``TQDM_DISABLE=1``): a page is read after the run, not watched. Opened in
+JupyterLab, the notebooks draw them as widgets (``ipywidgets``).
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ def execute(path: Path, out_dir: Path, *, smoke: bool, timeout: int = 3600) -> P
         "display_name": "Python 3",
         "language": "python",
     }
-    previous = os.environ.get(SMOKE_ENV)
-    os.environ[SMOKE_ENV] = "1" if smoke else "0"
+    kernel_env = {SMOKE_ENV: "1" if smoke else "0", "TQDM_DISABLE": "1"}
+    previous = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     client = NotebookClient(
         notebook,
         timeout=timeout,
@@ -59,10 +62,11 @@ def execute(path: Path, out_dir: Path, *, smoke: bool, timeout: int = 3600) -> P
     try:
         client.execute()
     finally:
-        if previous is None:
-            os.environ.pop(SMOKE_ENV, None)
-        else:
-            os.environ[SMOKE_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         nbformat.write(notebook, target)
         html, _ = HTMLExporter().from_notebook_node(notebook)
         target.with_suffix(".html").write_text(html, encoding="utf-8")
