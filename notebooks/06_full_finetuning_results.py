@@ -18,6 +18,11 @@
 # validation split, three seeds per method, and every zeroth-order run stored as a trajectory
 # that `python -m lozo_core.replay` turns back into the model.
 #
+# Every chunk runs in fp32 (`[protocol] dtype`): the CPUs that ran it so far have no bf16 matrix
+# instructions (AVX2 only), where a bf16 step takes several times an fp32 one (notebook 07, 7.3).
+# On a CPU with AMX or AVX-512 BF16, bf16 would pay — for new runs only, after a short paired
+# fp32/bf16 run shows equal losses; a run never changes dtype between chunks.
+#
 # The campaign is `python scripts/campaign.py run --commit` with its plan in
 # `scripts/full_protocol.toml`; it advances in chunks across sessions and machines. Tables below
 # show what has finished, with seed counts; runs still in progress are listed as such.
