@@ -3,9 +3,7 @@
 ``python -m lozo_core.notebooks --out build/notebooks [--smoke] [NAME ...]`` runs every
 ``notebooks/NN_*.py`` (or the named ones) with the notebook folder as working directory and
 writes ``NAME.ipynb`` and ``NAME.html``. A failing cell fails the run; the partly executed
-notebook is still written, so the error can be read in context. Progress bars are switched off
-in executed notebooks (``TQDM_DISABLE=1``): a page is read after the run, not watched. Opened in
-JupyterLab, the notebooks draw them as widgets (``ipywidgets``).
+notebook is still written, so the error can be read in context.
 """
 
 from __future__ import annotations
@@ -49,9 +47,8 @@ def execute(path: Path, out_dir: Path, *, smoke: bool, timeout: int = 3600) -> P
         "display_name": "Python 3",
         "language": "python",
     }
-    kernel_env = {SMOKE_ENV: "1" if smoke else "0", "TQDM_DISABLE": "1"}
-    previous = {k: os.environ.get(k) for k in kernel_env}
-    os.environ.update(kernel_env)
+    previous = os.environ.get(SMOKE_ENV)
+    os.environ[SMOKE_ENV] = "1" if smoke else "0"
     client = NotebookClient(
         notebook,
         timeout=timeout,
@@ -62,11 +59,10 @@ def execute(path: Path, out_dir: Path, *, smoke: bool, timeout: int = 3600) -> P
     try:
         client.execute()
     finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        if previous is None:
+            os.environ.pop(SMOKE_ENV, None)
+        else:
+            os.environ[SMOKE_ENV] = previous
         nbformat.write(notebook, target)
         html, _ = HTMLExporter().from_notebook_node(notebook)
         target.with_suffix(".html").write_text(html, encoding="utf-8")
