@@ -140,6 +140,15 @@ def pages(book: Path) -> list[str]:
     )
 
 
+def _local_only(route, *, site: str, outside: list[str]) -> None:
+    """Serve requests to the local site; refuse and note every other one."""
+    if route.request.url.startswith(site):
+        route.continue_()
+    else:
+        outside.append(route.request.url)
+        route.abort()
+
+
 @pytest.fixture(scope="session")
 def visits(book, site) -> dict[str, dict]:
     """Each page opened once in Chromium: what the page shows, and a full-page screenshot."""
@@ -154,14 +163,7 @@ def visits(book, site) -> dict[str, dict]:
                 page = browser.new_page(viewport={"width": 1280, "height": 900})
                 outside, script_errors = [], []
                 page.on("pageerror", lambda err, sink=script_errors: sink.append(str(err)))
-                page.route(
-                    "**/*",
-                    lambda route, sink=outside: (
-                        route.continue_()
-                        if route.request.url.startswith(site)
-                        else (sink.append(route.request.url), route.abort())
-                    ),
-                )
+                page.route("**/*", functools.partial(_local_only, site=site, outside=outside))
                 response = page.goto(site + page_path, wait_until="load")
                 seen = page.evaluate(INSPECT)
                 seen.update(status=response.status, outside=outside, script_errors=script_errors)
