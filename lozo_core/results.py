@@ -353,6 +353,7 @@ def sweep_markdown(choices: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for optimizer, entry in choices.items():
+        edge = grid_edge(entry)
         for r in entry["results"]:
             best = (
                 f"{r['best_validation_accuracy']:.3f} ({r['best_validation_step']})"
@@ -365,7 +366,6 @@ def sweep_markdown(choices: dict) -> str:
                 else "—"
             )
             loss = f"{r['final_validation_loss']:.4f}" if "final_validation_loss" in r else "—"
-            edge = grid_edge(entry)
             chosen = "✓" if entry["chosen_lr"] == r["lr"] else ""
             chosen += f" (the grid's {edge} edge)" if chosen and edge else ""
             lines.append(f"| {optimizer} | {r['lr']:g} | {r['state']} | {best} | {zero} | {loss} | {chosen} |")  # fmt: skip

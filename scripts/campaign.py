@@ -339,11 +339,15 @@ def run_chunk(item: Item, protocol: dict) -> int:
     sys.stderr.write(process.stderr[-4000:])
     if process.returncode == 3:
         error = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-        (item.folder / "failed.json").write_text(
-            json.dumps({"error": error[-1] if error else "exit 3", "command": command}, indent=2)
-            + "\n"
-        )
+        record_failure(item, error[-1] if error else "exit 3", command=command)
     return process.returncode
+
+
+def record_failure(item: Item, error: str, **details) -> None:
+    """Mark ``item`` failed (``failed.json``): it is not retried, and its sweep skips it."""
+    (item.folder / "failed.json").write_text(
+        json.dumps({"error": error, **details}, indent=2) + "\n"
+    )
 
 
 def divergence(item: Item, ratio: float | None) -> str | None:
@@ -382,9 +386,7 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
         diverged = divergence(item, ratio) if item.state()[0] == "partial" else None
         if diverged:
             print(f"campaign: {item.name} {diverged}", flush=True)
-            (item.folder / "failed.json").write_text(
-                json.dumps({"error": diverged}, indent=2) + "\n"
-            )
+            record_failure(item, diverged)
             code = 0
         else:
             code = run_chunk(item, plan["protocol"])
