@@ -18,6 +18,12 @@ SMOKE_ENV = "LOZO_SMOKE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def heavy_lock() -> str:
+    """The lock file a long CPU job holds while it computes (``$LOZO_HEAVY_LOCK``), so that the
+    campaign, the recording scripts and the bench take turns on a 2-core machine."""
+    return os.environ.get("LOZO_HEAVY_LOCK", "/tmp/lozo-heavy.lock")
+
+
 def is_smoke() -> bool:
     """True when ``LOZO_SMOKE`` is set to a non-empty value other than ``0``."""
     return os.environ.get(SMOKE_ENV, "") not in ("", "0")

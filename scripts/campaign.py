@@ -46,6 +46,7 @@ PLAN = ROOT / "scripts" / "full_protocol.toml"
 sys.path.insert(0, str(ROOT))
 
 from lozo_core.optim.table import TABLE  # noqa: E402
+from lozo_core.provenance import heavy_lock  # noqa: E402
 from lozo_core.tasks import get_task  # noqa: E402
 from lozo_core.train import TrainConfig  # noqa: E402
 
@@ -324,9 +325,8 @@ def run_chunk(item: Item, protocol: dict) -> int:
     state, done = item.state()
     until = min(done + item.chunk, item.steps)
     args = [f"--{k.replace('_', '-')}={v}" for k, v in item.args.items()]
-    lock = os.environ.get("LOZO_HEAVY_LOCK", "/tmp/lozo-heavy.lock")
     train = [sys.executable, "-m", "lozo_core.train", *args, "--out", str(item.folder), "--resume"]
-    command = ["flock", lock, *train]
+    command = ["flock", heavy_lock(), *train]
     if until < item.steps:
         command.append(f"--until={until}")
     if protocol.get("keep_directions", False):

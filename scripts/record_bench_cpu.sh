@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=data/results/bench
-LOCK=/tmp/lozo-heavy.lock
+LOCK=${LOZO_HEAVY_LOCK:-/tmp/lozo-heavy.lock}
 locked() { flock "$LOCK" "$@"; }
 bench() { locked $PY -m lozo_core.bench --random-init --device cpu --threads 1 --resume "$@"; }
 SCALING="forward forward-doubled mezo lozo lozo-sequential fo-sgd fo-adam"

@@ -10,18 +10,20 @@ To re-record the table with new code, record into another folder (``--results
 data/results/finetune_cpu_next``, committed run by run across sessions) and move it over the old
 one once complete: the README and notebook 05 read one consistent set at all times.
 Zeroth-order runs keep their directions in memory (``--keep-directions``: the same numbers, less
-time).
+time). Each run holds the heavy-job lock with 2 torch threads, so a background campaign's chunks
+take turns with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from lozo_core.provenance import REPO_ROOT
+from lozo_core.provenance import REPO_ROOT, heavy_lock
 from lozo_core.results import main as update_readme
 from lozo_core.tasks import TASKS
 
@@ -47,6 +49,7 @@ RUNS = {"zero-shot": ["--optimizer", "zero-shot"]} | {
     name: ["--optimizer", name, "--lr", lr, *STEPS, "--rank", "2", "--interval", "50"]
     for name, lr in LEARNING_RATES.items()
 }
+THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
 SEEDS = (0, 1, 2)
 DATA_SEEDS = {0: 13, 1: 21, 2: 42}
 
@@ -80,8 +83,9 @@ def main() -> int:
                     str(run_dir.relative_to(REPO_ROOT)),
                 ]
                 print("running", " ".join(argv), flush=True)
+                train = [sys.executable, "-m", "lozo_core.train", *argv]
                 done = subprocess.run(
-                    [sys.executable, "-m", "lozo_core.train", *argv], cwd=REPO_ROOT
+                    ["flock", heavy_lock(), *train], cwd=REPO_ROOT, env=os.environ | THREADS
                 )
                 if done.returncode != 0:
                     print(
