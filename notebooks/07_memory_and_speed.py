@@ -250,10 +250,11 @@ else:
 # the analytic model of `lozo_core.memory_model` (weights + optimizer state + gradients + dense
 # directions + activations, plus the process itself, measured before the model was loaded),
 # drawn for every size; points are measurements, at the sizes recorded so far. A method that ran
-# out of memory under its child's limit is recorded as *did not fit* (×). fp32 even at 1.3B: the
-# issue asked for bf16 where fp32 does not fit, but on this CPU (AVX2, no bf16 instructions) a
-# bf16 step is several times slower (7.3 above), and 24 GiB hold every method at 1.3B in fp32
-# except, perhaps, FO-Adam (modelled below).
+# out of memory under its child's limit is recorded as *did not fit* (×). fp32 at every size:
+# the issue asked for bf16 where fp32 does not fit, but on this CPU (AVX2, no bf16 instructions) a
+# bf16 step is several times slower (7.3 above). In 24 GiB the first-order methods are the ones
+# that stop fitting — FO-Adam first (modelled at 1.3B below), then FO-SGD — while the zeroth-order
+# methods stay near inference memory up to 2.7B; the table says which ran.
 
 # %%
 scaling = groups["scaling"]
