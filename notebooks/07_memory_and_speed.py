@@ -518,6 +518,13 @@ if drift is not None:
     inplace = drift["cycles"]["mezo bfloat16"]["drift"][-1]
     print(f"* Side path after {drift['cycles']['mezo bfloat16']['checkpoints'][-1]} cycles at lr 0: "
           f"{sum(side)} weight entries changed in any dtype; MeZO in bf16 drifted {inplace:.1e}.")  # fmt: skip
+    over_floor = {
+        name: row["drift"][-1] / row["storage_floor"][-1] for name, row in drift["training"].items()
+    }
+    for dtype in ("bfloat16", "float16"):
+        rows = {n.split()[0]: v for n, v in over_floor.items() if n.endswith(dtype)}
+        print(f"* Training in {dtype}, drift from the float64 run over what storing it in {dtype} "
+              "costs anyway: " + ", ".join(f"{m} x{v:.1f}" for m, v in rows.items()) + ".")  # fmt: skip
 
 # %% [markdown]
 # ## Exercises
