@@ -37,7 +37,7 @@ import torch
 from lozo_core.drift import cycle_drift
 from lozo_core.memory_model import TERMS, Architecture, peak_bytes
 from lozo_core.provenance import banner, pick
-from lozo_core.results import SCALING_SIZES, bench_groups, cpu_line, load
+from lozo_core.results import SCALING_SIZES, bench_groups, bench_key, cpu_line, load
 
 torch.set_num_threads(1)
 sns.set_theme(style="whitegrid")
@@ -337,6 +337,26 @@ terms = peak_bytes(
     "fo-adam", arch["opt-1.3b"], batch=4, seq_len=64, bytes_per=4, process_bytes=process
 )
 print("FO-Adam at 1.3B, modelled: " + ", ".join(f"{t} {terms[t] / 2**30:.1f} GiB" for t in TERMS))
+
+# %% [markdown]
+# The same 1.3B architecture in bf16, zeroth-order methods only (a first-order bf16 step is up to
+# 27× its fp32 time on this CPU, section 7.3): what halving the weights buys in memory and costs
+# in time here.
+
+# %%
+large = {
+    rec["config"]["dtype"]: rec
+    for rec in [*scaling, *groups["other"]]
+    if bench_key(rec)[0] == "opt-1.3b" and bench_key(rec)[2:] == (4, 64, 50)
+}
+if "bfloat16" not in large:
+    not_recorded("OPT-1.3B in bf16", "1.3b-bf16")
+else:
+    provenance(large["bfloat16"])
+    print("OPT-1.3B, step time (s) / peak memory (GiB):")
+    both = sweep(list(large.values()), lambda rec: rec["config"]["dtype"],
+                 lambda r: f"{r['step_s_median']:.2f} / {r['peak_mem_bytes'] / 2**30:.2f}")  # fmt: skip
+    print(both.loc[list(large["bfloat16"]["results"])].to_string())
 
 # %% [markdown]
 # ## 7.5 Context length
