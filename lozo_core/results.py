@@ -17,6 +17,19 @@ from lozo_core.provenance import REPO_ROOT
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
 OPTIMIZER_ORDER = tuple(TABLE)
+RUN_FIELDS = ("task", "model", "optimizer", "seed", "steps", "final_eval_accuracy", "command",
+              "machine")  # fmt: skip
+
+
+def check_run(run: dict) -> dict:
+    """``run`` itself if it is a complete scaled-down training summary (every field in
+    ``RUN_FIELDS``, made by ``python -m lozo_core.train``); ``ValueError`` naming what is wrong."""
+    missing = [key for key in RUN_FIELDS if key not in run]
+    if missing:
+        raise ValueError(f"training summary lacks {missing}; expected every field of {RUN_FIELDS}")
+    if not run["command"].startswith("python -m lozo_core.train"):
+        raise ValueError(f"training summary command {run['command']!r} is not lozo_core.train")
+    return run
 
 
 def load(folder: str) -> list[dict]:
@@ -33,7 +46,7 @@ def _mean_std(values: list[float]) -> str:
 def finetune_rows(runs: list[dict]) -> list[dict]:
     """One row per (task, model, optimizer): seeds, steps, final dev accuracy mean ± std."""
     groups: dict[tuple, list[dict]] = {}
-    for run in runs:
+    for run in map(check_run, runs):
         groups.setdefault((run["task"], run["model"], run["optimizer"]), []).append(run)
     order = {name: i for i, name in enumerate(OPTIMIZER_ORDER)}
     rows = []

@@ -1,5 +1,7 @@
 """The README's results tables are generated from the recorded JSON and must match it."""
 
+import pytest
+
 from lozo_core import results
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.results import grid_edge, sweep_markdown
@@ -14,18 +16,13 @@ def test_readme_tables_match_recorded_json():
 
 def test_recorded_finetune_runs_have_the_required_fields():
     for run in results.load("finetune_cpu"):
-        for key in (
-            "task",
-            "model",
-            "optimizer",
-            "seed",
-            "steps",
-            "final_eval_accuracy",
-            "command",
-            "machine",
-        ):
-            assert key in run, key
-        assert run["command"].startswith("python -m lozo_core.train")
+        results.check_run(run)
+
+
+def test_a_summary_missing_a_field_is_refused_by_name():
+    run = results.load("finetune_cpu")[0]
+    with pytest.raises(ValueError, match="machine"):
+        results.check_run({k: v for k, v in run.items() if k != "machine"})
 
 
 def test_finetune_rows_average_over_seeds():
@@ -38,8 +35,11 @@ def test_finetune_rows_average_over_seeds():
             "config": {"lr": 1e-4},
             "final_eval_accuracy": a,
             "eval_examples": 10,
+            "seed": seed,
+            "command": "python -m lozo_core.train",
+            "machine": {},
         }
-        for a in (0.6, 0.7, 0.8)
+        for seed, a in enumerate((0.6, 0.7, 0.8))
     ]
     (row,) = results.finetune_rows(runs)
     assert row["seeds"] == 3 and row["accuracy"] == "0.700 ± 0.100"
