@@ -62,31 +62,37 @@ def finetune_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def _gain_cell(values: list[float] | None) -> str:
+    if not values:
+        return "—"
+    spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+    up = sum(g > 0 for g in values)
+    return f"{statistics.mean(values):+.3f}{spread} (up on {up}/{len(values)})"
+
+
 def finetune_markdown(runs: list[dict]) -> str:
     if not runs:
         return "_No recorded runs yet: `python scripts/record_finetune_cpu.py`._"
     lines = [
-        "| task | model | optimizer | seeds | steps | lr (ours) | dev accuracy |",
-        "|---|---|---|---|---|---|---|",
+        "| task | model | optimizer | seeds | steps | lr (ours) | dev accuracy | gain over zero-shot, paired by seed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    gains = paired_gains(runs)
     for r in finetune_rows(runs):
-        lr = "—" if r["optimizer"] == "zero-shot" else f"{r['lr']:g}"
+        zero_shot = r["optimizer"] == "zero-shot"
+        lr = "—" if zero_shot else f"{r['lr']:g}"
+        gain = "—" if zero_shot else _gain_cell(gains.get((r["task"], r["optimizer"])))
         lines.append(
-            f"| {r['task']} | {r['model']} | {r['optimizer']} | {r['seeds']} | {r['steps']} | {lr} | {r['accuracy']} |"
+            f"| {r['task']} | {r['model']} | {r['optimizer']} | {r['seeds']} | {r['steps']} | {lr} | {r['accuracy']} | {gain} |"
         )
-    machines = sorted(
-        {
-            f"{r['machine']['processor']} x{r['machine']['cpu_count']}, torch {r['machine']['torch']}"
-            for r in runs
-        }
-    )
+    machines = sorted({cpu_line(r["machine"]) for r in runs})
     evaluated = ", ".join(
         f"{task}: {n} GLUE dev examples"
         for task, n in sorted({(r["task"], r["eval_examples"]) for r in runs})
     )
     lines.append("")
     lines.append(f"Dev accuracy ({evaluated}), k = 16 per class, batch 16; mean ± std over seeds "
-                 f"(k-shot data seeds 13, 21, 42). Machine: {'; '.join(machines)}. Commands: the `command` field of each JSON in "
+                 f"(k-shot data seeds 13, 21, 42); gain: mean ± std over seeds of the run's accuracy minus the zero-shot run's on the same seed. Machines: {'; '.join(machines)}. Commands: the `command` field of each JSON in "
                  "`data/results/finetune_cpu/`.")  # fmt: skip
     return "\n".join(lines)
 
@@ -95,11 +101,13 @@ def cpu_line(machine: dict) -> str:
     """The machine in one phrase, with what decides bf16's speed: its SIMD and bf16 instructions."""
     if machine.get("gpu"):
         return f"{machine['gpu']}, torch {machine['torch']}"
-    flags = set(machine.get("cpu_flags") or [])
+    cpu = machine.get("cpu_model") or machine["processor"]
+    if "cpu_flags" not in machine:
+        return f"{cpu} x{machine['cpu_count']} (CPU flags not recorded), torch {machine['torch']}"
+    flags = set(machine["cpu_flags"])
     bf16 = sorted(flags & {"amx_bf16", "avx512_bf16"})
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
     hardware = f"bf16 in hardware: {', '.join(bf16)}" if bf16 else "no bf16 matrix instructions"
-    cpu = machine.get("cpu_model") or machine["processor"]
     return f"{cpu} x{machine['cpu_count']} ({simd}, {hardware}), torch {machine['torch']}"
 
 
@@ -308,19 +316,19 @@ def sweep_choices() -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def paired_gains(runs: list[dict], key: str) -> dict[tuple[str, str], list[float]]:
-    """Per (task, variant): ``key`` minus the zero-shot run's test accuracy of the same seed."""
-    zero = {
-        (r["task"], r["seed"]): r["final_eval_accuracy"]
-        for r in runs
-        if r["optimizer"] == "zero-shot"
-    }
+def paired_gains(
+    runs: list[dict], key: str = "final_eval_accuracy", by: str = "optimizer"
+) -> dict[tuple[str, str], list[float]]:
+    """Per ``(task, run[by])``: each run's ``key`` minus the accuracy of the zero-shot run of the
+    same task, model and seed (the same data and evaluation examples), in seed order. A gain of
+    exactly 0 means no evaluated prediction changed. Runs without a zero-shot partner are left out."""
+    zero = {(r["task"], r["model"], r["seed"]): r["final_eval_accuracy"]
+            for r in runs if r["optimizer"] == "zero-shot"}  # fmt: skip
     gains: dict[tuple[str, str], list[float]] = {}
-    for r in runs:
-        if r["optimizer"] != "zero-shot" and (r["task"], r["seed"]) in zero:
-            gains.setdefault((r["task"], r["variant"]), []).append(
-                r[key] - zero[(r["task"], r["seed"])]
-            )
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        partner = zero.get((r["task"], r["model"], r["seed"]))
+        if r["optimizer"] != "zero-shot" and partner is not None:
+            gains.setdefault((r["task"], r[by]), []).append(r[key] - partner)
     return gains
 
 
@@ -331,7 +339,7 @@ def full_protocol_rows(runs: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault((run["task"], run["variant"]), []).append(run)
-    gains = paired_gains(runs, "eval_accuracy_at_best_validation")
+    gains = paired_gains(runs, "eval_accuracy_at_best_validation", by="variant")
     rows = []
     for (task, variant), group in sorted(
         groups.items(), key=lambda kv: (kv[0][0], order.get(kv[1][0]["optimizer"], 99), kv[0][1])

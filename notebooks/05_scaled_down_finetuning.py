@@ -40,7 +40,7 @@ import seaborn as sns
 from lozo_core.models import load_model
 from lozo_core.optim.table import TABLE, Hyper, forward_equivalents
 from lozo_core.provenance import banner, pick
-from lozo_core.results import OPTIMIZER_ORDER, finetune_markdown, finetune_rows, load
+from lozo_core.results import OPTIMIZER_ORDER, finetune_markdown, finetune_rows, load, paired_gains
 from lozo_core.train import TrainConfig, train
 
 sns.set_theme(style="whitegrid")
@@ -226,21 +226,14 @@ if runs:
             print(
                 f"{task}: LOZO vs MeZO at equal steps: {means['lozo']:.3f} vs {means['mezo']:.3f}"
             )
-        zero = {
-            r["seed"]: r["final_eval_accuracy"]
-            for r in runs
-            if r["task"] == task and r["optimizer"] == "zero-shot"
-        }
-        for optimizer in [o for o in OPTIMIZER_ORDER if o in means and o != "zero-shot"]:
-            gains = [
-                r["final_eval_accuracy"] - zero[r["seed"]]
-                for r in runs
-                if r["task"] == task and r["optimizer"] == optimizer and r["seed"] in zero
-            ]
-            if gains:
-                print(
-                    f"{task}: {optimizer:13s} gain over zero-shot, paired by seed: mean {sum(gains) / len(gains):+.3f}; improved on {sum(g > 0 for g in gains)}/{len(gains)} seeds, unchanged on {sum(g == 0 for g in gains)}"
-                )
+        gains = paired_gains([r for r in runs if r["task"] == task])
+        for (_, _, optimizer), by_seed in sorted(
+            gains.items(), key=lambda kv: OPTIMIZER_ORDER.index(kv[0][2])
+        ):
+            g = list(by_seed.values())
+            print(
+                f"{task}: {optimizer:13s} gain over zero-shot, paired by seed: mean {sum(g) / len(g):+.3f}; improved on {sum(x > 0 for x in g)}/{len(g)} seeds, unchanged on {sum(x == 0 for x in g)}"
+            )
         missing = [
             o for o in OPTIMIZER_ORDER if o not in ("zero-shot", "fo-sgd") and seeds.get(o, 0) < 3
         ]

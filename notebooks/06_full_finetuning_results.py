@@ -110,7 +110,7 @@ for name, c in choices.items():
 
 # %%
 print(full_protocol_markdown(runs))
-gains = paired_gains(runs, "eval_accuracy_at_best_validation")
+gains = paired_gains(runs, "eval_accuracy_at_best_validation", by="variant")
 if gains:
     frame = pd.DataFrame(
         [{"task": t, "run": v, "gain": g} for (t, v), gs in gains.items() for g in gs]

@@ -52,3 +52,13 @@ def test_a_choice_on_the_grids_edge_is_flagged():
     assert grid_edge(entry | {"chosen_lr": 6e-5}) is None
     assert grid_edge(entry | {"chosen_lr": None}) is None
     assert "✓ (the grid's lower edge)" in sweep_markdown({"lozo": entry | {"chosen_lr": 2e-5}})
+
+
+def test_gains_pair_each_run_with_the_zero_shot_run_of_its_seed():
+    def run(optimizer, seed, accuracy):
+        return {"task": "sst2", "model": "m", "optimizer": optimizer, "seed": seed,
+                "final_eval_accuracy": accuracy}  # fmt: skip
+
+    runs = [run("zero-shot", 0, 0.5), run("zero-shot", 1, 0.7), run("lozo", 1, 0.8),
+            run("lozo", 0, 0.5), run("lozo", 2, 0.9)]  # fmt: skip
+    assert results.paired_gains(runs) == {("sst2", "lozo"): [0.0, pytest.approx(0.1)]}
