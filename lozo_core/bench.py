@@ -44,12 +44,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from lozo_core.models import DTYPES, OPT_SIZES, decay_groups, load_model, random_init_like, tiny_opt
 from lozo_core.optim import PairedClosure
 from lozo_core.optim.table import ROWS, TABLE, Hyper
-from lozo_core.provenance import machine
+from lozo_core.provenance import machine, progress_bar
 from lozo_core.train import write_json_atomic
 
 
@@ -499,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }  # fmt: skip
     todo = [m for m in args.methods if m not in results]
-    bar = tqdm(todo, desc=f"bench {args.model} {args.dtype} {args.batch_size}x{args.seq_len}")
+    bar = progress_bar(
+        todo, desc=f"bench {args.model} {args.dtype} {args.batch_size}x{args.seq_len}"
+    )
     for method in bar:
         bar.set_postfix_str(method)
         results[method] = run_method(config, method)

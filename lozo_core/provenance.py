@@ -1,7 +1,8 @@
 """Where a number came from: machine, software, run size, and the run's own settings.
 
 Notebooks print :func:`banner` before each result; recorded runs store :func:`machine` in
-their JSON. ``LOZO_SMOKE=1`` in the environment selects the smoke size used by the tests.
+their JSON. ``LOZO_SMOKE=1`` in the environment selects the smoke size used by the tests, and
+``TQDM_DISABLE=1`` silences every :func:`progress_bar` (executed notebooks set both).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 SMOKE_ENV = "LOZO_SMOKE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +24,15 @@ def heavy_lock() -> str:
     """The lock file a long CPU job holds while it computes (``$LOZO_HEAVY_LOCK``), so that the
     campaign, the recording scripts and the bench take turns on a 2-core machine."""
     return os.environ.get("LOZO_HEAVY_LOCK", "/tmp/lozo-heavy.lock")
+
+
+def progress_bar(iterable, **options) -> tqdm:
+    """``tqdm.auto.tqdm(iterable, **options)``: a widget in JupyterLab, text in a terminal, and
+    nothing when ``TQDM_DISABLE=1`` — which tqdm's notebook bar ignores, and a static page of
+    an executed notebook cannot show a widget."""
+    if os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true"):
+        options["disable"] = True
+    return tqdm(iterable, **options)
 
 
 def is_smoke() -> bool:

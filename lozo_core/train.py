@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from lozo_core import distributed
 from lozo_core import scoring as S
@@ -68,7 +67,7 @@ from lozo_core.models import DTYPES, MODEL_NAMES, LoadedModel, decay_groups, loa
 from lozo_core.optim import PairedClosure
 from lozo_core.optim.engines import ENGINES
 from lozo_core.optim.table import TABLE, Hyper
-from lozo_core.provenance import machine
+from lozo_core.provenance import machine, progress_bar
 from lozo_core.rng import stream
 from lozo_core.schemes import SCHEMES, Scheme, trainable_parameters
 from lozo_core.trajectory import Trajectory, replay
@@ -386,9 +385,9 @@ def train(
     stop = cfg.steps if until is None else min(until, cfg.steps)
     chunk = {"start": start, "machine": machine(), "world_size": distributed.world_size(),
              "keep_directions": keep_directions}  # fmt: skip
-    bar = tqdm(range(start, stop), desc=f"{cfg.optimizer} {cfg.task}", initial=start,
-               total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1,
-               disable=not writer)  # fmt: skip
+    bar = progress_bar(range(start, stop), desc=f"{cfg.optimizer} {cfg.task}", initial=start,
+                       total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1,
+                       disable=not writer)  # fmt: skip
     for step in bar:
         g = stream(cfg.seed, step, DATA_KEY)
         pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size][local].tolist()

@@ -269,8 +269,8 @@ plt.show()
 informative = np.array(markov) < 1
 print(
     verdict(
-        f"share of {trials} runs diverged <= Markov bound E f_T/(10 f_0), at the "
-        f"{informative.sum()} of {len(markov)} (case, η) points where the bound is below 1",
+        f"share of diverged runs <= Markov bound E f_T/(10 f_0) ({trials} runs per point), at "
+        f"the {informative.sum()} of {len(markov)} (case, η) points where the bound is below 1",
         np.array(shares)[informative],
         np.array(markov)[informative],
         stderr=np.array(binomial)[informative],

@@ -227,10 +227,9 @@ if runs:
                 f"{task}: LOZO vs MeZO at equal steps: {means['lozo']:.3f} vs {means['mezo']:.3f}"
             )
         gains = paired_gains([r for r in runs if r["task"] == task])
-        for (_, _, optimizer), by_seed in sorted(
-            gains.items(), key=lambda kv: OPTIMIZER_ORDER.index(kv[0][2])
+        for (_, optimizer), g in sorted(
+            gains.items(), key=lambda kv: OPTIMIZER_ORDER.index(kv[0][1])
         ):
-            g = list(by_seed.values())
             print(
                 f"{task}: {optimizer:13s} gain over zero-shot, paired by seed: mean {sum(g) / len(g):+.3f}; improved on {sum(x > 0 for x in g)}/{len(g)} seeds, unchanged on {sum(x == 0 for x in g)}"
             )

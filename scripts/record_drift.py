@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from lozo_core.drift import METHODS, cycle_drift, training_drift
 from lozo_core.models import DTYPES, load_model
-from lozo_core.provenance import machine
+from lozo_core.provenance import machine, progress_bar
 from lozo_core.train import write_json_atomic
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "data" / "results" / "bench"
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         weight_std=float(weight.std()),
     )
     rows = [(kind, m, d) for kind in ("cycles", "training") for m in METHODS for d in DTYPES]
-    for kind, method, dtype in tqdm(rows, desc="drift"):
+    for kind, method, dtype in progress_bar(rows, desc="drift"):
         key = f"{method} {dtype}"
         if key in record[kind]:
             continue
