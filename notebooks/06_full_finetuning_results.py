@@ -267,11 +267,21 @@ for run in runs:
     cpus = sorted({c["machine"].get("cpu_model", "?") for c in run.get("chunks", [])})
     if cpus:
         print(f"{run['run']}: chunks ran on {', '.join(cpus)}")
-check_path = root / "replay_check.json"
-if check_path.exists():
-    check = json.loads(check_path.read_text())
-    print(json.dumps({k: check[k] for k in check if k != "machine"}, indent=1))
-else:
+checks = [json.loads(p.read_text()) for p in sorted((root / "replay_checks").glob("*.json"))]
+for c in checks:
+    same = (
+        "bit-identical weights"
+        if c["bit_identical"]
+        else (
+            f"weights not bit-identical, largest relative per-parameter norm difference {c['max_relative_norm_difference']:.1e}"
+        )
+    )
+    print(
+        f"{c['run']} ({c['steps']} steps), recorded on {', '.join(c['recorded_on'])}, replayed on "
+        f"{c['replayed_on']} in {c['replay_seconds']:.0f} s without a forward pass: {same}; test accuracy "
+        f"{c['recorded_test_accuracy']:.4f} recorded, {c['replayed_test_accuracy']:.4f} replayed"
+    )
+if not checks:
     print("no cross-machine replay check recorded yet (scripts/replay_check.py)")
 
 # %% [markdown]

@@ -5,7 +5,8 @@
 Rebuilds the run's final model from ``trajectory.json`` alone (``lozo_core.train.rebuild``: no
 forward pass), then compares the parameter fingerprint (bit-identity via SHA-256, else the
 largest relative difference of per-parameter norms) and the test accuracy with the run's
-``summary.json``. Writes ``data/results/full_protocol/replay_check.json`` with this machine.
+``summary.json``. Writes ``data/results/full_protocol/replay_checks/<run>.json`` (the run's path
+under ``full_protocol`` with ``/`` as ``_``) with this machine, one file per run checked.
 """
 
 from __future__ import annotations
@@ -55,7 +56,10 @@ def main(run_dir: str) -> int:
         "steps": trajectory.steps,
         "machine": machine(),
     }
-    out = ROOT / "data" / "results" / "full_protocol" / "replay_check.json"
+    root = ROOT / "data" / "results" / "full_protocol"
+    name = folder.resolve().relative_to(root).as_posix().replace("/", "_")
+    out = root / "replay_checks" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
     return 0
