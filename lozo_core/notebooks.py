@@ -23,6 +23,9 @@ from nbconvert import HTMLExporter
 from lozo_core.provenance import REPO_ROOT, SMOKE_ENV
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+# An executed notebook is read, not watched: no progress bars (ours, transformers', the hub's),
+# which in a kernel with ipywidgets would be widgets whose state a static page cannot show.
+QUIET_BARS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
 def notebook_paths(names: list[str] | None = None) -> list[Path]:
@@ -47,22 +50,18 @@ def execute(path: Path, out_dir: Path, *, smoke: bool, timeout: int = 3600) -> P
         "display_name": "Python 3",
         "language": "python",
     }
-    previous = os.environ.get(SMOKE_ENV)
-    os.environ[SMOKE_ENV] = "1" if smoke else "0"
     client = NotebookClient(
         notebook,
         timeout=timeout,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
+        store_widget_state=False,
     )
     target = out_dir / f"{path.stem}.ipynb"
+    env = os.environ | QUIET_BARS | {SMOKE_ENV: "1" if smoke else "0"}
     try:
-        client.execute()
+        client.execute(env=env)
     finally:
-        if previous is None:
-            os.environ.pop(SMOKE_ENV, None)
-        else:
-            os.environ[SMOKE_ENV] = previous
         nbformat.write(notebook, target)
         html, _ = HTMLExporter().from_notebook_node(notebook)
         target.with_suffix(".html").write_text(html, encoding="utf-8")

@@ -230,11 +230,13 @@ for name, (spectrum, K, _) in cases.items():
 # (Jensen), so what the theory says about runs is Markov's inequality: the share of runs with
 # $f_{T-1}\ge10f_0$ (the last loss recorded) is at most $\mathbb Ef_{T-1}/(10f_0)$, computed
 # exactly from $A$. The verdict checks the measured shares against it (binomial error bar) at
-# multiples of $\eta_{div}$.
+# multiples of $\eta_{div}$. Only the points where the bound is below 1 can fail, so the verdict
+# counts those and says how many there are; beyond about $1.2\,\eta_{div}$ the mean loss grows
+# past $10f_0$ within the horizon and Markov says nothing.
 
 # %%
-mults = [0.7, 1.0, 1.4, 2.0]
-trials, horizon = pick(6, 3), pick(100, 30)
+mults = [0.7, 1.0, 1.2, 1.4]
+trials, horizon = pick(16, 3), pick(100, 30)
 fig, ax = plt.subplots(figsize=(6.5, 4))
 shares, markov, binomial = [], [], []
 for name, (spectrum, K, make_opt) in cases.items():
@@ -264,12 +266,14 @@ ax.set(
 )
 ax.legend(fontsize=8)
 plt.show()
+informative = np.array(markov) < 1
 print(
     verdict(
-        "share of diverged runs <= Markov bound E f_T/(10 f_0), 3 cases x 4 steps",
-        shares,
-        markov,
-        stderr=binomial,
+        f"share of {trials} runs diverged <= Markov bound E f_T/(10 f_0), at the "
+        f"{informative.sum()} of {len(markov)} (case, η) points where the bound is below 1",
+        np.array(shares)[informative],
+        np.array(markov)[informative],
+        stderr=np.array(binomial)[informative],
     )
 )
 

@@ -6,7 +6,9 @@
 # thread waits at every barrier whenever another job holds a core, and step times with 2 threads
 # varied 3-7x between methods run minutes apart; with one thread a busy neighbour slows every row
 # alike. Pass the names of the steps to run (default: all, in this order):
-#   profile 125m-fp32 125m-bf16 125m-interval1 context drift campaign 350m 1.3b 2.7b readme
+#   profile 125m-fp32 125m-bf16 125m-interval1 context drift campaign 350m 1.3b 1.3b-bf16 2.7b readme
+# `1.3b-bf16` runs the zeroth-order methods only: a first-order bf16 step is up to 27x its fp32
+# time on an AVX2-only CPU (the 125M rows), an hour or more at 1.3B.
 # `campaign` times the full-protocol campaign's methods on its model and batch shape (SmolLM2,
 # 16 SST-2 prompts: 37 tokens padded, median), the seconds notebook 06 puts on its curves.
 set -euo pipefail
@@ -40,6 +42,9 @@ step() {
         --json $OUT/cpu_opt-350m_fp32_b4x64.json ;;
     1.3b) bench --model opt-1.3b --batch-size 4 --seq-len 64 --steps 1 --methods $SCALING \
         --json $OUT/cpu_opt-1.3b_fp32_b4x64.json ;;
+    1.3b-bf16) bench --model opt-1.3b --batch-size 4 --seq-len 64 --steps 1 --warmup 0 --dtype bfloat16 \
+        --methods forward forward-doubled mezo lozo lozo-sequential \
+        --json $OUT/cpu_opt-1.3b_bf16_b4x64.json ;;
     2.7b) bench --model opt-2.7b --batch-size 4 --seq-len 64 --steps 1 --warmup 0 --methods $SCALING \
         --json $OUT/cpu_opt-2.7b_fp32_b4x64.json ;;
     readme) $PY -m lozo_core.results ;;
@@ -48,5 +53,5 @@ step() {
 }
 
 steps=("$@")
-[ $# -gt 0 ] || steps=(profile 125m-fp32 125m-bf16 125m-interval1 context drift campaign 350m 1.3b 2.7b readme)
+[ $# -gt 0 ] || steps=(profile 125m-fp32 125m-bf16 125m-interval1 context drift campaign 350m 1.3b 1.3b-bf16 2.7b readme)
 for s in "${steps[@]}"; do step "$s"; done
