@@ -77,8 +77,9 @@ def finetune_markdown(runs: list[dict]) -> str:
         "| task | model | optimizer | seeds | steps | lr (ours) | dev accuracy | gain over zero-shot, paired by seed |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    rows = finetune_rows(runs)
     gains = paired_gains(runs)
-    for r in finetune_rows(runs):
+    for r in rows:
         zero_shot = r["optimizer"] == "zero-shot"
         lr = "—" if zero_shot else f"{r['lr']:g}"
         gain = "—" if zero_shot else _gain_cell(gains.get((r["task"], r["optimizer"])))
