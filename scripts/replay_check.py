@@ -27,6 +27,10 @@ from lozo_core.trajectory import Trajectory  # noqa: E402
 
 def main(run_dir: str) -> int:
     folder = Path(run_dir)
+    root = ROOT / "data" / "results" / "full_protocol"
+    if not folder.resolve().is_relative_to(root):
+        raise SystemExit(f"replay_check: {run_dir} is not a run folder under {root}")
+    name = folder.resolve().relative_to(root).as_posix().replace("/", "_")
     summary = json.loads((folder / "summary.json").read_text())
     trajectory = Trajectory.load(folder)
     cfg = TrainConfig(**trajectory.config)
@@ -56,8 +60,6 @@ def main(run_dir: str) -> int:
         "steps": trajectory.steps,
         "machine": machine(),
     }
-    root = ROOT / "data" / "results" / "full_protocol"
-    name = folder.resolve().relative_to(root).as_posix().replace("/", "_")
     out = root / "replay_checks" / f"{name}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
