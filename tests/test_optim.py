@@ -1,12 +1,14 @@
 """The optimizer zoo: one table of problems for every optimizer, engines, state and validation."""
 
 import copy
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from lozo_core.models import tiny_opt
+from lozo_core.moments import lge_second_moment, rge_second_moment
 from lozo_core.optim import (
     LOZO,
     ForwardGrad,
@@ -221,7 +223,7 @@ def test_sidepath_restores_exactly_while_inplace_drifts(dtype):
 
 def test_update_direction_equals_measured_direction_on_refresh_steps():
     model, closure = quadratic()
-    opt = LOZO(model, lr=1e-2, rank=2, interval=3, seed=5, engine="inplace")
+    opt = LOZO(model, lr=1e-2, rank=2, interval=3, seed=3, engine="inplace")
     for k in range(7):
         before = [p.detach().clone() for p in model.ws]
         measured = {}
@@ -411,3 +413,57 @@ def test_forward_grad_takes_parameters_and_matches_autograd():
     ]
     expected = sum(float((a * b).sum()) for a, b in zip(grads, v, strict=True))
     assert opt.last_record["directional"] == pytest.approx(expected, rel=1e-10)
+
+
+def _multi_parameter_second_moment(shapes, sq_norms, rank):
+    r""":math:`\mathbb E\|\hat g\|^2` summed over parameters that share one scalar
+    :math:`c=\sum_j\langle G_j,Z_j\rangle`: each parameter's own LGE (matrix) or RGE (vector) term,
+    plus :math:`\mathbb E\|Z_i\|^2/r_i^2\sum_{j\ne i}\mathbb E\langle G_j,Z_j\rangle^2` from the others
+    (:math:`\mathbb E\|UV^\top\|^2 = mnr`, :math:`\mathbb E\langle G,UV^\top\rangle^2 = r\|G\|^2`)."""
+    total = 0.0
+    inner = [(rank if len(s) == 2 else 1) * q for s, q in zip(shapes, sq_norms, strict=True)]
+    for i, (shape, q) in enumerate(zip(shapes, sq_norms, strict=True)):
+        others = sum(inner) - inner[i]
+        if len(shape) == 2:
+            m, n = shape
+            total += lge_second_moment(m, n, rank, q) + m * n * others / rank
+        else:
+            total += rge_second_moment(shape[0], q) + shape[0] * others
+    return total
+
+
+@pytest.mark.parametrize("name", ["lozo", "mezo"])
+def test_updates_drawn_from_the_optimizers_streams_have_the_estimators_moments(name):
+    """Step after step on a linear objective, the applied update is one estimate -ĝ_k (lr = 1).
+
+    Its mean must approach ∇f at the Monte Carlo rate (neither slower: biased or mis-scaled;
+    nor much faster: draws repeating across steps or parameters) and its second moment must match
+    the closed form. This checks the per-parameter streams the optimizers actually use, which the
+    estimator tests (one generator, one tensor) do not."""
+    shapes, rank, N = [(6, 5), (4, 7), (5,)], 2, 4000
+    model = Weights(*shapes, seed=7)
+    g = torch.Generator().manual_seed(8)
+    grads = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    closure = lambda: sum((G * p).sum() for G, p in zip(grads, model.ws, strict=True))
+    if name == "lozo":
+        opt = LOZO(model, lr=1.0, rank=rank, interval=1, seed=3, engine="inplace")
+    else:
+        opt = MeZO(model, lr=1.0, seed=3)
+    estimates = []
+    for _ in range(N):
+        before = torch.cat([p.detach().flatten().clone() for p in model.ws])
+        opt.step(closure)
+        estimates.append(before - torch.cat([p.detach().flatten() for p in model.ws]))
+    estimates = torch.stack(estimates)
+    G = torch.cat([G.flatten() for G in grads])
+    sq_norms = [float(G.pow(2).sum()) for G in grads]
+    if name == "lozo":
+        closed = _multi_parameter_second_moment(shapes, sq_norms, rank)
+    else:
+        closed = rge_second_moment(G.numel(), sum(sq_norms))
+    rel_err = ((estimates.mean(0) - G).norm() / G.norm()).item()
+    expected = math.sqrt((closed / G.pow(2).sum().item() - 1) / N)
+    assert 0.5 * expected < rel_err < 1.6 * expected, (rel_err, expected)
+    second = estimates.pow(2).sum(1)
+    se = (second.std() / math.sqrt(N)).item()
+    assert abs(second.mean().item() - closed) < 4 * se, (second.mean().item(), closed, se)
