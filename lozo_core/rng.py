@@ -3,6 +3,13 @@
 Library code never touches the global RNG. Every random draw of a step comes from a generator
 built here from the run seed and the step's keys, so a draw can be replayed exactly (MeZO's
 seed trick), perturbation and update see the same numbers, and a resumed run is identical.
+
+torch's CPU generator (mt19937) keeps only the low 32 bits of a seed, so on the CPU the keys map
+into :math:`2^{32}` streams, and keys that differ only in their last entry (the parameters of one
+step) get consecutive seeds. Two steps of a run share a stream only if their blocks of seeds
+overlap: about :math:`k^2 P / 2^{32}` pairs of steps for ``k`` steps of ``P`` parameters (0.06
+for 1000 steps of SmolLM2's 272 tensors). ``tests/test_optim.py`` checks that the updates drawn
+this way have the estimators' mean and second moment.
 """
 
 from __future__ import annotations
