@@ -160,6 +160,40 @@ def bench_groups(records: list[dict]) -> dict:
             "other": [r for r in bench if id(r) not in shown]}  # fmt: skip
 
 
+def dtype_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
+    """``(fp32, bf16)`` bench records of one machine (CPU model and flags) and one shape (model,
+    batch, length, interval): the only pairs whose time ratio says what bf16 does on a CPU."""
+    def machine_and_shape(rec: dict) -> tuple:
+        m = rec["machine"]
+        cpu = m.get("gpu") or m.get("cpu_model") or m["processor"]
+        return cpu, tuple(m.get("cpu_flags", ())), bench_key(rec)[:1] + bench_key(rec)[2:]
+
+    by_key: dict[tuple, dict] = {}
+    for rec in records:
+        if rec.get("kind") == "bench":
+            by_key.setdefault(machine_and_shape(rec), {})[rec["config"]["dtype"]] = rec
+    return [(d["float32"], d["bfloat16"]) for d in by_key.values() if {"float32", "bfloat16"} <= set(d)]
+
+
+def dtype_ratio_lines(records: list[dict]) -> list[str]:
+    """One sentence per :func:`dtype_pairs` pair: bf16 step time / fp32 step time per method."""
+    lines = []
+    for fp32, bf16 in dtype_pairs(records):
+        both = [m for m, r in fp32["results"].items() if _measured(r) and _measured(bf16["results"].get(m))]
+        if not both:
+            continue
+        c = fp32["config"]
+        ratios = ", ".join(
+            f"{m} {bf16['results'][m]['step_s_median'] / fp32['results'][m]['step_s_median']:.2f}×"
+            for m in both
+        )
+        lines.append(
+            f"{c['model']}, batch {c['batch_size']} × {c['seq_len']}, on {cpu_line(fp32['machine'])}: "
+            f"bf16 step / fp32 step = {ratios}."
+        )
+    return lines
+
+
 SCALING_SIZES = ("opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b")
 
 
@@ -215,12 +249,11 @@ def bench_markdown(records: list[dict]) -> str:
         if ratios:
             lines += [
                 f"**bf16 on this CPU** ({cpu_line(main['bfloat16']['machine'])}): a step takes "
-                f"{min(ratios):.1f}–{max(ratios):.1f}× its fp32 time. bf16 pays on CPUs with bf16 "
-                "matrix instructions — AMX (`amx_bf16`: Intel Xeon Sapphire Rapids and later) or "
-                "AVX-512 BF16 (`avx512_bf16`: Intel Cooper Lake and later; AMD Zen 4 and later): on "
-                "an Intel CPU with AMX this project measured a doubled-batch forward of this model "
-                "2.9× faster in bf16 than in fp32 (one run, not recorded in `data/results/`). On "
-                "AVX2-only CPUs such as this one, bf16 halves the weights' memory and costs time.",
+                f"{min(ratios):.1f}–{max(ratios):.1f}× its fp32 time. On an Intel CPU with AMX "
+                "(`amx_bf16`) this project measured a doubled-batch forward of this model 2.9× faster "
+                "in bf16 than in fp32 (one run, not recorded in `data/results/`); AVX-512 BF16 "
+                "(`avx512_bf16`) without AMX was not enough on the Intel Xeon listed below. Elsewhere "
+                "bf16 halves the weights' memory and costs time: check the flags and measure.",
                 "",
             ]  # fmt: skip
     scaling = groups["scaling"]
@@ -247,7 +280,7 @@ def bench_markdown(records: list[dict]) -> str:
         lines.append("")
     for rec in groups["other"]:
         c = rec["config"]
-        lines += [f"**{c['model']}**, {c['dtype']}, batch {c['batch_size']} × {c['seq_len']}, interval {c['interval']}:", ""]  # fmt: skip
+        lines += [f"**{c['model']}**, {c['dtype']}, batch {c['batch_size']} × {c['seq_len']}, interval {c['interval']}, on {cpu_line(rec['machine'])}:", ""]  # fmt: skip
         lines += [
             "| method | step (s) | × own floor | × MeZO | peak memory (MiB) | × inference | × doubled inference |",
             "|---|---|---|---|---|---|---|",
@@ -258,6 +291,10 @@ def bench_markdown(records: list[dict]) -> str:
                 f"{_fmt(r, 'peak_mem_bytes', '.0f', 2**20)} | {_fmt(r, 'mem_vs_forward', '.3f')} | {_fmt(r, 'mem_vs_forward-doubled', '.3f')} |"
             )  # fmt: skip
         lines.append("")
+    pairs = dtype_ratio_lines(bench)
+    if pairs:
+        lines += ["**bf16 against fp32 on one machine** (both records from that CPU):", ""]
+        lines += [f"- {line}" for line in pairs] + [""]
     machines = sorted({cpu_line(r["machine"]) for r in bench})
     lines.append(
         f"Machine: {'; '.join(machines)}; load average during the runs {_load_range(bench)}: "

@@ -18,10 +18,12 @@
 # validation split, three seeds per method, and every zeroth-order run stored as a trajectory
 # that `python -m lozo_core.replay` turns back into the model.
 #
-# Every chunk runs in fp32 (`[protocol] dtype`): the CPUs that ran it so far have no bf16 matrix
-# instructions (AVX2 only), where a bf16 step takes several times an fp32 one (notebook 07, 7.3).
-# On a CPU with AMX or AVX-512 BF16, bf16 would pay — for new runs only, after a short paired
-# fp32/bf16 run shows equal losses; a run never changes dtype between chunks.
+# Every chunk runs in fp32 (`[protocol] dtype`). A run's chunks cross machines and a run never
+# changes dtype between chunks, so the dtype must suit the slowest CPU that may pick a run up: on
+# the AMD EPYC that ran most chunks (AVX2 only) a bf16 step takes several times an fp32 one
+# (notebook 07, 7.3). The campaign's model and batch shape timed in both dtypes on one machine
+# (`lozo_core.bench`, one thread; printed below) say what bf16 would buy where the CPU has bf16
+# instructions — a saving the campaign forgoes for a result that does not depend on the machine.
 #
 # The campaign is `python scripts/campaign.py run --commit` with its plan in
 # `scripts/full_protocol.toml`; it advances in chunks across sessions and machines. Tables below
@@ -40,6 +42,7 @@ from lozo_core.provenance import banner
 from lozo_core.results import (
     FULL_PROTOCOL,
     RESULTS_DIR,
+    dtype_ratio_lines,
     full_protocol_markdown,
     full_protocol_rows,
     full_protocol_runs,
@@ -60,6 +63,9 @@ in_progress = sorted(
     if not (p.parent / "summary.json").exists()
 )
 print(f"finished runs: {len(runs)} (sweep excluded)")
+smollm2_bench = [b for b in load("bench") if b.get("config", {}).get("model") == "smollm2-135m"]
+for line in dtype_ratio_lines(smollm2_bench) or ["bf16 against fp32 on one machine: not recorded"]:
+    print(line)
 for name, t in in_progress:
     print(f"in progress: {name}: {t.steps}/{t.config['steps']} steps")
 
@@ -130,35 +136,32 @@ if gains:
 # FO-Adam's step is 1 forward + 1 backward, shown as 3 forward-equivalents:
 # `lozo_core.optim.table.forward_equivalents`). Seconds are one
 # machine's: each method's cost per step measured side by side in one benchmark run on the
-# campaign's model and batch shape (`data/results/bench/cpu_smollm2-135m_campaign.json`), times
-# its steps — because a campaign's chunks run on different CPUs. Where that benchmark is not
+# campaign's model and batch shape (the fp32 record in `data/results/bench/` that timed the most
+# of its methods, `cpu_smollm2-135m_campaign.json`), times its steps — because a campaign's chunks run on different CPUs. Where that benchmark is not
 # recorded yet, the campaign's own median step time is used and labelled so. MeZO's cost is its
 # published form's (directions regenerated on every pass, memory of inference), although the
 # campaign ran it with its directions kept in memory, which changes no number, only the time.
 
 # %%
-bench = [
-    b for b in load("bench") if b.get("kind") == "bench" and b["config"]["model"] == "smollm2-135m"
-]
+fp32_bench = [b for b in smollm2_bench if b.get("kind") == "bench" and b["config"]["dtype"] == "float32"]
+timing = max(fp32_bench, key=lambda b: len(b["results"]), default=None)
 cost, cost_source = {}, {}
 for run in runs:
     name = run["optimizer"]
     if name in cost or not run["steps"]:
         continue
-    if bench and name in bench[0]["results"]:
-        cost[name] = bench[0]["results"][name]["step_s_median"]
-        cost_source[name] = (
-            f"bench on {bench[0]['machine'].get('cpu_model', bench[0]['machine']['processor'])}"
-        )
+    if timing and name in timing["results"]:
+        cost[name] = timing["results"][name]["step_s_median"]
+        cost_source[name] = f"bench on {timing['machine'].get('cpu_model', timing['machine']['processor'])}"
     else:
         times = [c["train_time_s"] / max(c["end"] - c["start"], 1) for c in run.get("chunks", [])]
         cost[name] = float(np.median(times)) if times else run["train_time_s"] / run["steps"]
         cost_source[name] = "median of the campaign's own chunks (mixed machines possible)"
 for name in cost:
     print(f"{name}: {cost[name]:.2f} s/step ({cost_source[name]})")
-kept = bench[0]["results"].get("mezo-kept", {}) if bench else {}
-if "step_s_median" in kept and "step_s_median" in bench[0]["results"].get("mezo", {}):
-    mezo = bench[0]["results"]["mezo"]
+kept = timing["results"].get("mezo-kept", {}) if timing else {}
+if "step_s_median" in kept and "step_s_median" in timing["results"].get("mezo", {}):
+    mezo = timing["results"]["mezo"]
     print(f"MeZO is timed as published (directions regenerated, memory of inference). The campaign "
           f"ran it with --keep-directions (the same numbers): {kept['step_s_median']:.2f} s/step, "
           f"{kept['step_s_median'] / mezo['step_s_median']:.2f}x the time at "

@@ -37,7 +37,14 @@ import torch
 from lozo_core.drift import cycle_drift
 from lozo_core.memory_model import TERMS, Architecture, peak_bytes
 from lozo_core.provenance import banner, pick
-from lozo_core.results import SCALING_SIZES, bench_groups, bench_key, cpu_line, load
+from lozo_core.results import (
+    SCALING_SIZES,
+    bench_groups,
+    bench_key,
+    cpu_line,
+    dtype_ratio_lines,
+    load,
+)
 
 torch.set_num_threads(1)
 sns.set_theme(style="whitegrid")
@@ -208,7 +215,10 @@ else:
 # Lake and later; AMD Zen 4 and later) oneDNN runs bf16 matrix products natively; an AVX2-only
 # CPU has no bf16 arithmetic and converts around every product. On an Intel CPU with AMX this
 # project once measured a doubled-batch forward of OPT-125M 2.9× faster in bf16 than in fp32 (one
-# run, not recorded in `data/results/`); the rows below are this machine.
+# run, not recorded in `data/results/`). The plot is the AMD EPYC's (AVX2 only); the lines after
+# it pair fp32 and bf16 runs of one machine wherever both were recorded, including an Intel Xeon
+# with AVX-512 BF16 but no AMX (SmolLM2 at the full-protocol campaign's batch shape). A bf16/fp32
+# ratio is only ever taken within one machine.
 
 # %%
 if main is None or bf16 is None:
@@ -242,6 +252,8 @@ else:
         .round(2)
         .to_string()
     )
+for line in dtype_ratio_lines(records):
+    print(line)
 
 # %% [markdown]
 # ## 7.4 Scaling with the model
@@ -252,7 +264,7 @@ else:
 # drawn for every size; points are measurements, at the sizes recorded so far. A method that ran
 # out of memory under its child's limit is recorded as *did not fit* (×). fp32 at every size:
 # the issue asked for bf16 where fp32 does not fit, but on this CPU (AVX2, no bf16 instructions) a
-# bf16 step is several times slower (7.3 above). In 24 GiB the first-order methods are the ones
+# bf16 step is several times slower (7.3 above), and on the Xeon with AVX-512 BF16 it was slower too. In 24 GiB the first-order methods are the ones
 # that stop fitting — FO-Adam first (modelled at 1.3B below), then FO-SGD — while the zeroth-order
 # methods stay near inference memory up to 2.7B; the table says which ran.
 
