@@ -46,7 +46,7 @@ PLAN = ROOT / "scripts" / "full_protocol.toml"
 sys.path.insert(0, str(ROOT))
 
 from lozo_core.optim.table import TABLE  # noqa: E402
-from lozo_core.provenance import heavy_lock  # noqa: E402
+from lozo_core.provenance import cpu, heavy_lock  # noqa: E402
 from lozo_core.tasks import get_task  # noqa: E402
 from lozo_core.train import TrainConfig  # noqa: E402
 
@@ -111,14 +111,18 @@ class Item:
             return "partial", json.loads(trajectory.read_text())["steps"]
         return "missing", 0
 
+    def guessed_step(self) -> float:
+        """The plan's estimate of one training step's seconds on the AVX2 CPU."""
+        task, optimizer = self.args["task"], self.args["optimizer"]
+        keys = (f"{self.args.get('scheme', 'full')}/{optimizer}", optimizer)
+        return _guess(self.plan, "step", *keys) * _guess(self.plan, "task", task)
+
     def seconds_left(self) -> float:
         status, done = self.state()
         if status in ("done", "failed"):
             return 0.0
-        task, optimizer = self.args["task"], self.args["optimizer"]
-        scheme = self.args.get("scheme", "full")
-        keys = (f"{scheme}/{optimizer}", optimizer)
-        per_step = _guess(self.plan, "step", *keys) * _guess(self.plan, "task", task)
+        task = self.args["task"]
+        per_step = self.guessed_step()
         trajectory = self.folder / "trajectory.json"
         if trajectory.exists():
             times = json.loads(trajectory.read_text())["times"]
@@ -287,6 +291,25 @@ def all_items(plan: dict) -> tuple[list[Item], list[str]]:
     return sweep_items(plan) + campaign, blocked
 
 
+def speed_here(items: list[Item]) -> tuple[float, int] | None:
+    """``(measured / estimated step seconds, chunks)`` over the chunks this CPU (model and flags)
+    ran so far, or ``None`` if it ran none: what the plan's AVX2 estimate is worth here."""
+    here, measured, estimated, chunks = cpu(), 0.0, 0.0, 0
+    for item in items:
+        trajectory = item.folder / "trajectory.json"
+        if not trajectory.exists():
+            continue
+        t = json.loads(trajectory.read_text())
+        for chunk in t.get("chunks", []):
+            if {k: chunk["machine"].get(k) for k in here} != here:
+                continue
+            times = t["times"][chunk["start"] : chunk["end"]]
+            measured += sum(times)
+            estimated += item.guessed_step() * len(times)
+            chunks += 1
+    return (measured / estimated, chunks) if estimated else None
+
+
 def status(plan: dict) -> str:
     items, blocked = all_items(plan)
     lines = [f"{'run':42} {'state':8} {'steps':>11} {'hours left':>10}"]
@@ -300,6 +323,13 @@ def status(plan: dict) -> str:
     lines.append(
         f"{len(items)} runs planned; about {total / 3600:.1f} h of compute left on an AVX2 CPU"
     )
+    speed = speed_here(items)
+    if speed:
+        factor, chunks = speed
+        lines.append(
+            f"on this CPU ({cpu()['cpu_model']}), whose {chunks} chunks so far took {factor:.2f}x "
+            f"the estimated step time: about {factor * total / 3600:.1f} h"
+        )
     return "\n".join(lines)
 
 

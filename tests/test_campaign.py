@@ -69,6 +69,7 @@ def test_a_tiny_campaign_runs_in_chunks_and_resumes(tmp_path):
     assert "eval_accuracy_at_best_validation" in summary
     status = campaign(tmp_path, "status")
     assert "missing" not in status.stdout and "partial" not in status.stdout, status.stdout
+    assert "on this CPU" in status.stdout and "chunks so far took" in status.stdout, status.stdout
 
 
 GRID = """
