@@ -163,6 +163,7 @@ def bench_groups(records: list[dict]) -> dict:
 def dtype_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
     """``(fp32, bf16)`` bench records of one machine (CPU model and flags) and one shape (model,
     batch, length, interval): the only pairs whose time ratio says what bf16 does on a CPU."""
+
     def machine_and_shape(rec: dict) -> tuple:
         m = rec["machine"]
         cpu = m.get("gpu") or m.get("cpu_model") or m["processor"]
@@ -172,14 +173,20 @@ def dtype_pairs(records: list[dict]) -> list[tuple[dict, dict]]:
     for rec in records:
         if rec.get("kind") == "bench":
             by_key.setdefault(machine_and_shape(rec), {})[rec["config"]["dtype"]] = rec
-    return [(d["float32"], d["bfloat16"]) for d in by_key.values() if {"float32", "bfloat16"} <= set(d)]
+    return [
+        (d["float32"], d["bfloat16"]) for d in by_key.values() if {"float32", "bfloat16"} <= set(d)
+    ]
 
 
 def dtype_ratio_lines(records: list[dict]) -> list[str]:
     """One sentence per :func:`dtype_pairs` pair: bf16 step time / fp32 step time per method."""
     lines = []
     for fp32, bf16 in dtype_pairs(records):
-        both = [m for m, r in fp32["results"].items() if _measured(r) and _measured(bf16["results"].get(m))]
+        both = [
+            m
+            for m, r in fp32["results"].items()
+            if _measured(r) and _measured(bf16["results"].get(m))
+        ]
         if not both:
             continue
         c = fp32["config"]

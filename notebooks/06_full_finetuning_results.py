@@ -143,7 +143,9 @@ if gains:
 # campaign ran it with its directions kept in memory, which changes no number, only the time.
 
 # %%
-fp32_bench = [b for b in smollm2_bench if b.get("kind") == "bench" and b["config"]["dtype"] == "float32"]
+fp32_bench = [
+    b for b in smollm2_bench if b.get("kind") == "bench" and b["config"]["dtype"] == "float32"
+]
 timing = max(fp32_bench, key=lambda b: len(b["results"]), default=None)
 cost, cost_source = {}, {}
 for run in runs:
@@ -152,7 +154,9 @@ for run in runs:
         continue
     if timing and name in timing["results"]:
         cost[name] = timing["results"][name]["step_s_median"]
-        cost_source[name] = f"bench on {timing['machine'].get('cpu_model', timing['machine']['processor'])}"
+        cost_source[name] = (
+            f"bench on {timing['machine'].get('cpu_model', timing['machine']['processor'])}"
+        )
     else:
         times = [c["train_time_s"] / max(c["end"] - c["start"], 1) for c in run.get("chunks", [])]
         cost[name] = float(np.median(times)) if times else run["train_time_s"] / run["steps"]

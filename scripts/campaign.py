@@ -424,7 +424,12 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
         if do_commit:
             chosen = results_dir(plan) / "sweep" / "chosen.json"
             files = [p for p in item.folder.glob("*.json")] + [chosen]
-            commit(files, f"Campaign: {item.name} at step {item.state()[1]}/{item.steps}")
+            state, done = item.state()
+            if state == "failed":
+                error = json.loads((item.folder / "failed.json").read_text())["error"]
+                commit(files, f"Campaign: {item.name} failed: {error}")
+            else:
+                commit(files, f"Campaign: {item.name} at step {done}/{item.steps}")
         if code not in (0, 3):
             print(f"campaign: {item.name} exited {code}; stopping", file=sys.stderr)
             return code

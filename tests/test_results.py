@@ -69,15 +69,25 @@ def test_bf16_is_compared_with_fp32_only_on_the_same_machine():
         return {
             "kind": "bench",
             "machine": {"cpu_model": cpu, "cpu_flags": [], "cpu_count": 2, "torch": "2.13.0"},
-            "config": {"model": "m", "dtype": dtype, "batch_size": 16, "seq_len": 40, "interval": 50},
+            "config": {
+                "model": "m",
+                "dtype": dtype,
+                "batch_size": 16,
+                "seq_len": 40,
+                "interval": 50,
+            },
             "results": {"lozo": {"step_s_median": step}},
         }
 
-    records = [record("A", "float32", 1.0), record("B", "bfloat16", 0.5), record("B", "float32", 2.0)]
-    pairs = results.dtype_pairs(records)
-    assert [(fp32["machine"]["cpu_model"], bf16["machine"]["cpu_model"]) for fp32, bf16 in pairs] == [
-        ("B", "B")
+    records = [
+        record("A", "float32", 1.0),
+        record("B", "bfloat16", 0.5),
+        record("B", "float32", 2.0),
     ]
+    pairs = results.dtype_pairs(records)
+    assert [
+        (fp32["machine"]["cpu_model"], bf16["machine"]["cpu_model"]) for fp32, bf16 in pairs
+    ] == [("B", "B")]
     assert results.dtype_ratio_lines(records) == [
         "m, batch 16 × 40, on B x2 (no AVX2, no bf16 matrix instructions), torch 2.13.0: "
         "bf16 step / fp32 step = lozo 0.25×."
