@@ -96,7 +96,7 @@ def machine() -> dict:
 def banner(**fields) -> None:
     """Print one provenance line: the given fields, then size, machine and software."""
     m = machine()
-    where = m["gpu"] or f"{m['processor']} x{m['cpu_count']} ({m['torch_threads']} threads)"
+    where = m["gpu"] or f"{m['cpu_model']} x{m['cpu_count']} ({m['torch_threads']} threads)"
     parts = [f"{k}={v}" for k, v in fields.items()]
     parts += [
         f"size={'smoke' if is_smoke() else 'full'}",

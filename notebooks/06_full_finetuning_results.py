@@ -60,7 +60,11 @@ root = RESULTS_DIR / FULL_PROTOCOL
 in_progress = sorted(
     (p.parent.relative_to(root), Trajectory.load(p.parent))
     for p in root.glob("*/*/trajectory.json")
-    if not (p.parent / "summary.json").exists()
+    if not (p.parent / "summary.json").exists() and not (p.parent / "failed.json").exists()
+)
+failed = sorted(
+    (p.parent.relative_to(root), json.loads(p.read_text())["error"])
+    for p in root.glob("*/*/failed.json")
 )
 print(f"finished runs: {len(runs)} (sweep excluded)")
 smollm2_bench = [b for b in load("bench") if b.get("config", {}).get("model") == "smollm2-135m"]
@@ -68,6 +72,8 @@ for line in dtype_ratio_lines(smollm2_bench) or ["bf16 against fp32 on one machi
     print(line)
 for name, t in in_progress:
     print(f"in progress: {name}: {t.steps}/{t.config['steps']} steps")
+for name, error in failed:
+    print(f"failed (recorded, not retried): {name}: {error}")
 
 # %% [markdown]
 # ## 6.1 Learning rates chosen on the validation split
@@ -87,7 +93,7 @@ for name, t in in_progress:
 # %%
 choices = sweep_choices()
 sweep_rows = [
-    {"optimizer": name, "lr": r["lr"], "state": r["state"],
+    {"optimizer": name, "lr": f"{r['lr']:g}", "state": r["state"],
      "best validation acc.": r.get("best_validation_accuracy"), "at step": r.get("best_validation_step"),
      "final validation loss": r.get("final_validation_loss"), "chosen": r["lr"] == c["chosen_lr"]}
     for name, c in choices.items()
@@ -101,10 +107,26 @@ print(
     "sweep run has finished (runs in progress are listed above)"
 )
 for name, c in choices.items():
+    if c["chosen_lr"] is None:
+        finished = sum(r["state"] in ("done", "failed") for r in c["results"])
+        print(f"{name}: no rate chosen yet ({finished} of {len(c['grid'])} sweep runs finished)")
+        continue
     moved, edge = c.get("moves_off_zero_shot"), grid_edge(c)
     print(f"{name}: chosen lr {c['chosen_lr']} from {c['grid']}"
           + ("" if moved is None else f"; beats zero-shot on validation: {moved}")
           + ("" if edge is None else f"; on the grid's {edge} edge: a rate beyond it was not tried"))  # fmt: skip
+
+sgd_like = [n for n in ("mezo", "lozo", "lozo-m") if choices.get(n, {}).get("chosen_lr")]
+for name in sgd_like:
+    lr = choices[name]["chosen_lr"]
+    config = Trajectory.load(root / "sweep" / f"sst2_{name}_lr{lr}").config
+    paper = "" if name == "mezo" else f" (the LOZO paper's rate: {lr / config['rank']:g})"
+    versus = (
+        f", {lr / choices['mezo']['chosen_lr']:.2f}x MeZO's"
+        if "mezo" in sgd_like and name != "mezo"
+        else ""
+    )
+    print(f"effective step, {name}: mean update -{lr:g} x gradient{paper}{versus}")
 
 # %% [markdown]
 # ## 6.2 Test accuracy: at the best validation step and at the last step
