@@ -191,9 +191,8 @@ def sweep_items(plan: dict) -> list[Item]:
                 folder = "sweep" if sweep_name is None else f"sweep/{sweep_name}"
                 name = f"{folder}/{sweep['task']}_{optimizer}_lr{lr:g}"
                 key = rate_key(sweep_name, optimizer)
-                items.append(
-                    Item(name, results / name, args, args["steps"], protocol["chunk"], plan, key)
-                )
+                chunk = protocol["chunk"] if kind == "zo" else args["steps"]
+                items.append(Item(name, results / name, args, args["steps"], chunk, plan, key))
     return items
 
 
@@ -342,6 +341,11 @@ def write_chosen(plan: dict) -> None:
 def commit(paths: list[Path], message: str) -> None:
     for attempt in range(20):
         add = subprocess.run(["git", "add", "--", *map(str, paths)], cwd=ROOT)
+        staged = subprocess.run(
+            ["git", "diff", "--cached", "--quiet", "--", *map(str, paths)], cwd=ROOT
+        )
+        if add.returncode == 0 and staged.returncode == 0:
+            return
         done = subprocess.run(
             ["git", "commit", "-q", "-m", message, "--", *map(str, paths)], cwd=ROOT
         )

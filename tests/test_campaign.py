@@ -28,8 +28,8 @@ task = "sst2"
 seed = 0
 data_seed = 13
 eval_every = 4
-steps = { zo = 6, fo = 2 }
-lr = { lozo = [1e-3, 1e-2] }
+steps = { zo = 6, fo = 6 }
+lr = { lozo = [1e-3, 1e-2], fo-adam = [1e-3] }
 
 [[campaign]]
 task = "sst2"
@@ -64,6 +64,7 @@ def test_a_tiny_campaign_runs_in_chunks_and_resumes(tmp_path):
     assert done.returncode == 0, done.stderr
     chosen = json.loads((tmp_path / "results/sweep/chosen.json").read_text())
     assert chosen["lozo"]["chosen_lr"] in (1e-3, 1e-2) and len(chosen["lozo"]["results"]) == 2
+    assert chosen["fo-adam"]["chosen_lr"] == 1e-3, "a first-order sweep run longer than a chunk"
     summary = json.loads((tmp_path / "results/sst2/lozo_s0/summary.json").read_text())
     assert summary["lr"] == chosen["lozo"]["chosen_lr"]
     assert "eval_accuracy_at_best_validation" in summary
