@@ -377,6 +377,36 @@ def paired_gains(
     return gains
 
 
+def paired_differences(
+    runs: list[dict], a: str, b: str, key: str = "eval_accuracy_at_best_validation"
+) -> dict[str, list[float]]:
+    """Per task: variant ``a``'s ``key`` minus variant ``b``'s, one entry per seed both finished
+    (the same data draw, batch order and test examples), in seed order."""
+    value = {(r["task"], r["variant"], r["seed"]): r[key] for r in runs}
+    diffs: dict[str, list[float]] = {}
+    for (task, variant, seed), v in sorted(value.items()):
+        if variant == a and (task, b, seed) in value:
+            diffs.setdefault(task, []).append(v - value[(task, b, seed)])
+    return diffs
+
+
+def difference_verdict(a: str, b: str, diffs: list[float], alpha: float = 0.05) -> str:
+    r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when a
+    two-sided one-sample t-test of :math:`\bar d = 0` over the seeds gives :math:`p < \alpha`
+    (with 3 seeds, :math:`|t| > 4.30`); otherwise "no difference detected" with the numbers."""
+    from scipy.stats import ttest_1samp
+
+    n, mean = len(diffs), statistics.mean(diffs)
+    if n < 2:
+        return f"{a} − {b} = {mean:+.3f} on one seed: too few seeds for a verdict"
+    sd = statistics.stdev(diffs)
+    p = float(ttest_1samp(diffs, 0.0).pvalue) if sd > 0 else (1.0 if mean == 0 else 0.0)
+    numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} seeds, paired t-test p = {p:.3f}"
+    if p < alpha:
+        return f"{a} is {'higher' if mean > 0 else 'lower'} than {b} ({numbers})"
+    return f"no difference between {a} and {b} detected ({numbers})"
+
+
 def full_protocol_rows(runs: list[dict]) -> list[dict]:
     """One row per (task, variant): seeds, lr, steps, test accuracy at the best-validation and
     last steps (mean ± std), and the gain over zero-shot paired by seed."""
@@ -473,6 +503,9 @@ def full_protocol_markdown(runs: list[dict], choices: dict | None = None) -> str
         f"and seed share the data draw and batch order. CPUs: {'; '.join(cpus)}. Runs and trajectories: "
         "`data/results/full_protocol/`."
     )]  # fmt: skip
+    for task, diffs in paired_differences(runs, "lozo", "mezo").items():
+        verdict = difference_verdict("LOZO", "MeZO", diffs)
+        lines += ["", f"**{task}, test accuracy at the best validation step:** {verdict}."]
     return "\n".join(lines)
 
 
