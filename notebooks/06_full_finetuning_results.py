@@ -136,7 +136,10 @@ for name in sgd_like:
 # The test split is evaluated only twice per run: at the last step, and at the step with the
 # best validation accuracy — a model rebuilt by replaying the trajectory (zeroth-order runs) or
 # saved at that step (FO-Adam). Gains over zero-shot are paired by seed: each seed's zero-shot
-# run shares its data draw.
+# run shares its data draw. The last column counts the seeds whose best validation accuracy came
+# at the last evaluation: those runs were still improving when they stopped, so a longer run
+# might gain more — and for FO-Adam the protocol ("until its validation accuracy has stopped
+# rising") then asks for more epochs.
 
 # %%
 print(full_protocol_markdown(runs))
