@@ -377,9 +377,40 @@ def paired_gains(
     return gains
 
 
+def paired_differences(
+    runs: list[dict], a: str, b: str, key: str = "eval_accuracy_at_best_validation"
+) -> dict[str, list[float]]:
+    """Per task: variant ``a``'s ``key`` minus variant ``b``'s, one entry per seed both finished
+    (the same data draw, batch order and test examples), in seed order."""
+    value = {(r["task"], r["variant"], r["seed"]): r[key] for r in runs}
+    diffs: dict[str, list[float]] = {}
+    for (task, variant, seed), v in sorted(value.items()):
+        if variant == a and (task, b, seed) in value:
+            diffs.setdefault(task, []).append(v - value[(task, b, seed)])
+    return diffs
+
+
+def difference_verdict(a: str, b: str, diffs: list[float], alpha: float = 0.05) -> str:
+    r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when a
+    two-sided one-sample t-test of :math:`\bar d = 0` over the seeds gives :math:`p < \alpha`
+    (with 3 seeds, :math:`|t| > 4.30`); otherwise "no difference detected" with the numbers."""
+    from scipy.stats import ttest_1samp
+
+    n, mean = len(diffs), statistics.mean(diffs)
+    if n < 2:
+        return f"{a} − {b} = {mean:+.3f} on one seed: too few seeds for a verdict"
+    sd = statistics.stdev(diffs)
+    p = float(ttest_1samp(diffs, 0.0).pvalue) if sd > 0 else (1.0 if mean == 0 else 0.0)
+    numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} seeds, paired t-test p = {p:.3f}"
+    if p < alpha:
+        return f"{a} is {'higher' if mean > 0 else 'lower'} than {b} ({numbers})"
+    return f"no difference between {a} and {b} detected ({numbers})"
+
+
 def full_protocol_rows(runs: list[dict]) -> list[dict]:
     """One row per (task, variant): seeds, lr, steps, test accuracy at the best-validation and
-    last steps (mean ± std), and the gain over zero-shot paired by seed."""
+    last steps (mean ± std), the gain over zero-shot paired by seed, and on how many seeds the best
+    validation accuracy came at the last step (still rising: a longer run might gain more)."""
     order = {name: i for i, name in enumerate(OPTIMIZER_ORDER)}
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -392,12 +423,14 @@ def full_protocol_rows(runs: list[dict]) -> list[dict]:
         best = [r["eval_accuracy_at_best_validation"] for r in group]
         last = [r["final_eval_accuracy"] for r in group]
         g = gains.get((task, variant), [])
+        rising = sum(r.get("best_validation_step") == r["steps"] for r in group)
         rows.append({
             "task": task, "variant": variant, "optimizer": group[0]["optimizer"], "seeds": len(group),
             "lr": group[0]["lr"], "steps": group[0]["steps"], "test_at_best_validation": _mean_std(best),
             "test_last": _mean_std(last), "mean_at_best": statistics.mean(best),
             "gain": _mean_std(g) if g else "—", "gain_positive": f"{sum(x > 0 for x in g)}/{len(g)}" if g else "—",
             "test_examples": group[0]["eval_examples"],
+            "best_at_last": f"{rising}/{len(group)}" if group[0]["steps"] else "—",
         })  # fmt: skip
     return rows
 
@@ -453,13 +486,13 @@ def full_protocol_markdown(runs: list[dict], choices: dict | None = None) -> str
                           "`python scripts/campaign.py run --commit`._"])  # fmt: skip
     lines = [
         *sweep,
-        "| task | run | seeds | lr (ours) | steps | test acc. at best validation | test acc. at last step | gain over zero-shot (paired by seed) | seeds with a gain |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | run | seeds | lr (ours) | steps | test acc. at best validation | test acc. at last step | gain over zero-shot (paired by seed) | seeds with a gain | seeds still rising at the last step |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in full_protocol_rows(runs):
         lr = "—" if r["optimizer"] == "zero-shot" else f"{r['lr']:g}"
         lines.append(f"| {r['task']} | {r['variant']} | {r['seeds']} | {lr} | {r['steps']} | {r['test_at_best_validation']} | "
-                     f"{r['test_last']} | {r['gain']} | {r['gain_positive']} |")  # fmt: skip
+                     f"{r['test_last']} | {r['gain']} | {r['gain_positive']} | {r['best_at_last']} |")  # fmt: skip
     cpus = sorted({c["machine"].get("cpu_model", "?") for r in runs for c in r.get("chunks", [])} |
                   {r["machine"].get("cpu_model", r["machine"]["processor"]) for r in runs})  # fmt: skip
     tests = ", ".join(
@@ -473,6 +506,9 @@ def full_protocol_markdown(runs: list[dict], choices: dict | None = None) -> str
         f"and seed share the data draw and batch order. CPUs: {'; '.join(cpus)}. Runs and trajectories: "
         "`data/results/full_protocol/`."
     )]  # fmt: skip
+    for task, diffs in paired_differences(runs, "lozo", "mezo").items():
+        verdict = difference_verdict("LOZO", "MeZO", diffs)
+        lines += ["", f"**{task}, test accuracy at the best validation step:** {verdict}."]
     return "\n".join(lines)
 
 

@@ -24,6 +24,7 @@ with ``scheme="prompt"`` training evaluates :math:`f(\theta\pm\varepsilon Z)` se
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -82,7 +83,8 @@ class Scheme:
                 task_type=TaskType.CAUSAL_LM, num_virtual_tokens=self.virtual_tokens
             ),
         }[self.name]()  # fmt: skip
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
             torch.manual_seed(seed)
             return get_peft_model(model, config)
 

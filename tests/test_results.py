@@ -92,3 +92,25 @@ def test_bf16_is_compared_with_fp32_only_on_the_same_machine():
         "m, batch 16 × 40, on B x2 (no AVX2, no bf16 matrix instructions), torch 2.13.0: "
         "bf16 step / fp32 step = lozo 0.25×."
     ]
+
+
+def test_a_difference_gets_a_direction_only_when_the_seeds_agree_beyond_noise():
+    def run(variant, seed, acc):
+        return {
+            "task": "sst2",
+            "variant": variant,
+            "seed": seed,
+            "eval_accuracy_at_best_validation": acc,
+        }
+
+    runs = [run("mezo", s, 0.80) for s in range(3)] + [
+        run("lozo", 0, 0.70),
+        run("lozo", 1, 0.71),
+        run("lozo", 2, 0.69),
+    ]
+    diffs = results.paired_differences(runs, "lozo", "mezo")
+    assert diffs["sst2"] == pytest.approx([-0.10, -0.09, -0.11])
+    assert results.difference_verdict("LOZO", "MeZO", diffs["sst2"]).startswith("LOZO is lower")
+    noisy = [-0.10, 0.08, 0.01]
+    assert results.difference_verdict("LOZO", "MeZO", noisy).startswith("no difference")
+    assert "one seed" in results.difference_verdict("LOZO", "MeZO", [0.2])
