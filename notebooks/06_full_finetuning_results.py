@@ -22,8 +22,8 @@
 # changes dtype between chunks, so the dtype must suit the slowest CPU that may pick a run up: on
 # the AMD EPYC that ran most chunks (AVX2 only) a bf16 step takes several times an fp32 one
 # (notebook 07, 7.3). The campaign's model and batch shape timed in both dtypes on one machine
-# (`lozo_core.bench`, one thread; printed below) say what bf16 would buy where the CPU has bf16
-# instructions — a saving the campaign forgoes for a result that does not depend on the machine.
+# (`lozo_core.bench`, one thread; printed below) say whether bf16 would pay where the CPU has bf16
+# instructions: on the Intel Xeon with AVX-512 BF16 (no AMX) that ran the rest, it did not.
 #
 # The campaign is `python scripts/campaign.py run --commit` with its plan in
 # `scripts/full_protocol.toml`; it advances in chunks across sessions and machines. Tables below
