@@ -356,6 +356,12 @@ def full_protocol_runs() -> list[dict]:
     return runs
 
 
+def sweep_run(task: str, optimizer: str, lr: float, sweep: str | None = None) -> str:
+    """A sweep run's folder under a campaign's results: ``sweep[/<sweep>]/<task>_<optimizer>_lr<lr>``."""
+    folder = "sweep" if sweep is None else f"sweep/{sweep}"
+    return f"{folder}/{task}_{optimizer}_lr{lr:g}"
+
+
 def sweep_choices() -> dict:
     path = RESULTS_DIR / FULL_PROTOCOL / "sweep" / "chosen.json"
     return json.loads(path.read_text()) if path.exists() else {}

@@ -52,6 +52,7 @@ from lozo_core.results import (
     paired_differences,
     paired_gains,
     sweep_choices,
+    sweep_run,
 )
 from lozo_core.trajectory import Trajectory
 
@@ -121,7 +122,7 @@ for name, c in choices.items():
 sgd_like = [n for n in ("mezo", "lozo", "lozo-m") if choices.get(n, {}).get("chosen_lr")]
 for name in sgd_like:
     lr = choices[name]["chosen_lr"]
-    config = Trajectory.load(root / "sweep" / f"sst2_{name}_lr{lr}").config
+    config = Trajectory.load(root / sweep_run("sst2", name, lr)).config
     paper = "" if name == "mezo" else f" (the LOZO paper's rate: {lr / config['rank']:g})"
     versus = (
         f", {lr / choices['mezo']['chosen_lr']:.2f}x MeZO's"

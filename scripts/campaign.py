@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from lozo_core.optim.table import TABLE  # noqa: E402
 from lozo_core.provenance import cpu, heavy_lock  # noqa: E402
+from lozo_core.results import sweep_run  # noqa: E402
 from lozo_core.tasks import get_task  # noqa: E402
 from lozo_core.train import TrainConfig  # noqa: E402
 
@@ -188,8 +189,7 @@ def sweep_items(plan: dict) -> list[Item]:
                 }  # fmt: skip
                 if "eval_examples" in sweep:
                     args["eval_examples"] = sweep["eval_examples"]
-                folder = "sweep" if sweep_name is None else f"sweep/{sweep_name}"
-                name = f"{folder}/{sweep['task']}_{optimizer}_lr{lr:g}"
+                name = sweep_run(sweep["task"], optimizer, lr, sweep_name)
                 key = rate_key(sweep_name, optimizer)
                 chunk = protocol["chunk"] if kind == "zo" else args["steps"]
                 items.append(Item(name, results / name, args, args["steps"], chunk, plan, key))
