@@ -256,11 +256,11 @@ def bench_markdown(records: list[dict]) -> str:
         if ratios:
             lines += [
                 f"**bf16 on this CPU** ({cpu_line(main['bfloat16']['machine'])}): a step takes "
-                f"{min(ratios):.1f}–{max(ratios):.1f}× its fp32 time. On an Intel CPU with AMX "
-                "(`amx_bf16`) this project measured a doubled-batch forward of this model 2.9× faster "
-                "in bf16 than in fp32 (one run, not recorded in `data/results/`); AVX-512 BF16 "
-                "(`avx512_bf16`) without AMX was not enough on the Intel Xeon listed below. Elsewhere "
-                "bf16 halves the weights' memory and costs time: check the flags and measure.",
+                f"{min(ratios):.1f}–{max(ratios):.1f}× its fp32 time. Where bf16 pays depends on the "
+                "CPU's matrix instructions, not on AVX-512 alone: the bf16/fp32 pairs below, each "
+                "measured on one machine, show bf16 faster on an Intel Xeon with AMX (`amx_bf16`) "
+                "and slower on one with AVX-512 BF16 (`avx512_bf16`) but no AMX. Check the flags "
+                "and measure.",
                 "",
             ]  # fmt: skip
     scaling = groups["scaling"]

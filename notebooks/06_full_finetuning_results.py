@@ -23,7 +23,9 @@
 # the AMD EPYC that ran most chunks (AVX2 only) a bf16 step takes several times an fp32 one
 # (notebook 07, 7.3). The campaign's model and batch shape timed in both dtypes on one machine
 # (`lozo_core.bench`, one thread; printed below) say whether bf16 would pay where the CPU has bf16
-# instructions: on the Intel Xeon with AVX-512 BF16 (no AMX) that ran the rest, it did not.
+# instructions: on an Intel Xeon with AVX-512 BF16 but no AMX it did not; on one with AMX it
+# did — a saving the campaign forgoes, since a run begun in bf16 on that machine would have to
+# continue in bf16 on the EPYC. Each chunk's CPU model and flags are in its run's trajectory.
 #
 # The campaign is `python scripts/campaign.py run --commit` with its plan in
 # `scripts/full_protocol.toml`; it advances in chunks across sessions and machines. Tables below

@@ -213,12 +213,10 @@ else:
 # bf16 halves the weights' memory, but whether it is faster depends on the CPU: with AMX
 # (`amx_bf16`, Intel Sapphire Rapids and later) or AVX-512 BF16 (`avx512_bf16`: Intel Cooper
 # Lake and later; AMD Zen 4 and later) oneDNN runs bf16 matrix products natively; an AVX2-only
-# CPU has no bf16 arithmetic and converts around every product. On an Intel CPU with AMX this
-# project once measured a doubled-batch forward of OPT-125M 2.9× faster in bf16 than in fp32 (one
-# run, not recorded in `data/results/`). The plot is the AMD EPYC's (AVX2 only); the lines after
-# it pair fp32 and bf16 runs of one machine wherever both were recorded, including an Intel Xeon
-# with AVX-512 BF16 but no AMX (SmolLM2 at the full-protocol campaign's batch shape). A bf16/fp32
-# ratio is only ever taken within one machine.
+# CPU has no bf16 arithmetic and converts around every product. The plot is the AMD EPYC's (AVX2
+# only); the lines after it pair fp32 and bf16 runs of one machine wherever both were recorded,
+# among them two Intel Xeons at the full-protocol campaign's SmolLM2 batch shape: one with
+# AVX-512 BF16 but no AMX, one with AMX. A bf16/fp32 ratio is only ever taken within one machine.
 
 # %%
 if main is None or bf16 is None:
