@@ -40,10 +40,11 @@ import pandas as pd
 import seaborn as sns
 
 from lozo_core.optim.table import forward_equivalents
-from lozo_core.provenance import banner
+from lozo_core.provenance import REPO_ROOT, banner
 from lozo_core.results import (
     FULL_PROTOCOL,
     RESULTS_DIR,
+    cpu_line,
     difference_verdict,
     dtype_ratio_lines,
     full_protocol_markdown,
@@ -301,11 +302,14 @@ else:
 
 # %%
 for run in runs:
-    cpus = sorted({c["machine"].get("cpu_model", "?") for c in run.get("chunks", [])})
+    cpus = sorted({cpu_line(c["machine"]) for c in run.get("chunks", [])})
     if cpus:
-        print(f"{run['run']}: chunks ran on {', '.join(cpus)}")
+        print(f"{run['run']}: chunks ran on {'; '.join(cpus)}")
 checks = [json.loads(p.read_text()) for p in sorted((root / "replay_checks").glob("*.json"))]
 for c in checks:
+    recorded = {
+        cpu_line(chunk["machine"]) for chunk in Trajectory.load(REPO_ROOT / c["run"]).chunks
+    }
     same = (
         "bit-identical weights"
         if c["bit_identical"]
@@ -314,8 +318,8 @@ for c in checks:
         )
     )
     print(
-        f"{c['run']} ({c['steps']} steps), recorded on {', '.join(c['recorded_on'])}, replayed on "
-        f"{c['replayed_on']} in {c['replay_seconds']:.0f} s without a forward pass: {same}; test accuracy "
+        f"{c['run']} ({c['steps']} steps), recorded on {'; '.join(sorted(recorded))}, replayed on "
+        f"{cpu_line(c['machine'])} in {c['replay_seconds']:.0f} s without a forward pass: {same}; test accuracy "
         f"{c['recorded_test_accuracy']:.4f} recorded, {c['replayed_test_accuracy']:.4f} replayed"
     )
 if not checks:

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from lozo_core import tasks as T  # noqa: E402
 from lozo_core.provenance import machine  # noqa: E402
+from lozo_core.results import cpu_line  # noqa: E402
 from lozo_core.train import TrainConfig, rebuild, score, splits, weights_fingerprint  # noqa: E402
 from lozo_core.trajectory import Trajectory  # noqa: E402
 
@@ -48,10 +49,8 @@ def main(run_dir: str) -> int:
     accuracy = scores["accuracy"]
     result = {
         "run": str(folder.relative_to(ROOT)) if folder.is_absolute() else str(folder),
-        "recorded_on": sorted(
-            {c["machine"].get("cpu_model", "?") for c in summary.get("chunks", [])}
-        ),
-        "replayed_on": machine().get("cpu_model"),
+        "recorded_on": sorted({cpu_line(c["machine"]) for c in summary.get("chunks", [])}),
+        "replayed_on": cpu_line(machine()),
         "bit_identical": fingerprint["sha256"] == recorded["sha256"],
         "max_relative_norm_difference": relative,
         "recorded_test_accuracy": summary["final_eval_accuracy"],
