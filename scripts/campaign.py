@@ -119,15 +119,13 @@ class Item:
         return _guess(self.plan, "step", *keys) * _guess(self.plan, "task", task)
 
     def seconds_left(self) -> float:
+        """What is left of this run in the plan's AVX2 seconds (steps, evaluations, chunk starts);
+        ``speed_here`` scales it to the CPU at hand."""
         status, done = self.state()
         if status in ("done", "failed"):
             return 0.0
         task = self.args["task"]
         per_step = self.guessed_step()
-        trajectory = self.folder / "trajectory.json"
-        if trajectory.exists():
-            times = json.loads(trajectory.read_text())["times"]
-            per_step = sum(times) / len(times) if times else per_step
         evals = (self.steps - done) / self.args["eval_every"] + 1
         n_validation, n_test = _split_sizes(
             task,
