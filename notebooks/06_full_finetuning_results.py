@@ -20,7 +20,7 @@
 #
 # Every chunk runs in fp32 (`[protocol] dtype`). A run's chunks cross machines and a run never
 # changes dtype between chunks, so the dtype must suit the slowest CPU that may pick a run up: on
-# the AMD EPYC that ran most chunks (AVX2 only) a bf16 step takes several times an fp32 one
+# an AMD EPYC with AVX2 only, which ran many chunks, a bf16 step takes several times an fp32 one
 # (notebook 07, 7.3). The campaign's model and batch shape timed in both dtypes on one machine
 # (`lozo_core.bench`, one thread; printed below) say whether bf16 would pay where the CPU has bf16
 # instructions: on an Intel Xeon with AVX-512 BF16 but no AMX it did not; on one with AMX it
