@@ -1,6 +1,6 @@
 """Rebuild a run's model from its trajectory, without a forward pass.
 
-``python -m lozo_core.replay RUN_DIR --out OUT_DIR [--step K]`` reads ``RUN_DIR/trajectory.json``
+``python -m lozo_core.replay RUN_DIR --out OUT_DIR [--step K] [--keep-directions]`` reads ``RUN_DIR/trajectory.json``
 (written by ``python -m lozo_core.train``), loads the run's model fresh, replays the recorded
 steps (all of them, or the first ``K``; ``--step best`` picks the best-validation step) and
 writes ``OUT_DIR/checkpoint.pt``, which ``python -m lozo_core.evaluate --checkpoint OUT_DIR``
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", type=Path, help="a training run's --out folder (holds trajectory.json)")
     p.add_argument("--out", type=Path, required=True, help="folder for the rebuilt checkpoint.pt")
     p.add_argument("--step", default="last", help="steps to replay: an integer, 'last' or 'best'")
+    p.add_argument(
+        "--keep-directions",
+        action="store_true",
+        help="draw each direction once per step, holding one in memory (the same weights, faster)",
+    )
     args = p.parse_args(argv)
     try:
         trajectory = Trajectory.load(args.run)
@@ -47,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise ValueError(f"--step {args.step!r}: expected an integer, 'last' or 'best'")
         tick = time.perf_counter()
-        model, _, _ = rebuild(cfg, trajectory, steps)
+        model, _, _ = rebuild(cfg, trajectory, steps, keep_directions=args.keep_directions)
         seconds = time.perf_counter() - tick
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

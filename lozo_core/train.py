@@ -255,10 +255,18 @@ def score(model, tokenizer, task, examples, candidates, batch_size: int, device)
 
 
 def rebuild(
-    cfg: TrainConfig, trajectory: Trajectory, steps: int, loaded: LoadedModel | None = None
+    cfg: TrainConfig,
+    trajectory: Trajectory,
+    steps: int,
+    loaded: LoadedModel | None = None,
+    keep_directions: bool = False,
 ):
     """The run's model after ``steps`` steps, rebuilt from a fresh load by replaying its
-    trajectory (no forward pass); returns ``(model, candidates, loaded)``."""
+    trajectory (no forward pass); returns ``(model, candidates, loaded)``.
+
+    ``keep_directions``: draw each step's directions once instead of once per pass over the
+    weights (a MeZO step retraces four: +eps, -2 eps, +eps, update), holding one direction in
+    memory; the same numbers."""
     if steps > trajectory.steps:
         raise ValueError(f"replay: the trajectory has {trajectory.steps} steps, asked for {steps}")
     fresh = load_model(cfg.model, dtype=DTYPES[cfg.dtype], seed=cfg.seed)
@@ -267,7 +275,7 @@ def rebuild(
     model, candidates = S.scorer(fresh, T.get_task(cfg.task), cfg.seed)
     model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     if steps:
-        replay(build_optimizer(cfg, model), trajectory.records[:steps])
+        replay(build_optimizer(cfg, model, keep_directions), trajectory.records[:steps])
     return model, candidates, fresh
 
 
@@ -457,8 +465,9 @@ def train(
                 "weights": weights_fingerprint(model), "peak_mem_bytes": peak}  # fmt: skip
     if validation_set:
         summary |= _test_accuracies(
-            cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path
-        )
+            cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path,
+            keep_directions,
+        )  # fmt: skip
     summary["wall_time_s"] = time.perf_counter() - wall_start
     write_json_atomic(summary, out / "summary.json")
     return summary
@@ -495,8 +504,9 @@ def _summary(
 
 
 def _test_accuracies(
-    cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path
-) -> dict:
+    cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path,
+    keep_directions,
+) -> dict:  # fmt: skip
     """Test accuracy at the last step and at the best-validation step (rebuilt by replay for
     zeroth-order runs, restored from ``best.pt`` for first-order ones)."""
 
@@ -515,7 +525,7 @@ def _test_accuracies(
         fresh, cands, _ = rebuild(cfg, trajectory, 0, loaded)
         effective, at_best, how = None, test(fresh, cands), "initial model"
     elif trajectory.records:
-        fresh, cands, _ = rebuild(cfg, trajectory, best_step, loaded)
+        fresh, cands, _ = rebuild(cfg, trajectory, best_step, loaded, keep_directions)
         effective, at_best, how = None, test(fresh, cands), "replayed trajectory"
     else:
         model.load_state_dict(torch.load(best_path, weights_only=True)["model"])

@@ -36,7 +36,7 @@ def main(run_dir: str) -> int:
     trajectory = Trajectory.load(folder)
     cfg = TrainConfig(**trajectory.config)
     tick = time.perf_counter()
-    model, candidates, loaded = rebuild(cfg, trajectory, trajectory.steps)
+    model, candidates, loaded = rebuild(cfg, trajectory, trajectory.steps, keep_directions=True)
     replay_s = time.perf_counter() - tick
     fingerprint = weights_fingerprint(model)
     recorded = summary["weights"]

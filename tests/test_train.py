@@ -312,7 +312,7 @@ def test_sequential_forwards_measure_what_paired_forwards_measure(tmp_path):
 
 def test_keeping_directions_is_a_run_time_choice_that_changes_no_number(tmp_path):
     """A run continued with --keep-directions ends bit-identical to one that regenerated every
-    draw, and each chunk records which it did."""
+    draw, and so does a replay that keeps them; each chunk records which it did."""
     args = ["--model", "tiny-opt", "--optimizer", "mezo", "--steps", "6", "--eval-every", "3"]
     assert main([*args, "--out", str(tmp_path / "regenerated")]) == 0
     mixed = ["--out", str(tmp_path / "mixed"), "--resume"]
@@ -323,6 +323,9 @@ def test_keeping_directions_is_a_run_time_choice_that_changes_no_number(tmp_path
         for run in ("regenerated", "mixed")
     )
     assert all(torch.equal(a[k], b[k]) for k in a)
+    trajectory = Trajectory.load(tmp_path / "regenerated")
+    replayed, _, _ = rebuild(TrainConfig(**trajectory.config), trajectory, 6, keep_directions=True)
+    assert all(torch.equal(a[k], v) for k, v in replayed.state_dict().items())
     chunks = json.loads((tmp_path / "mixed" / "summary.json").read_text())["chunks"]
     assert [c["keep_directions"] for c in chunks] == [False, True]
 
