@@ -1,11 +1,13 @@
 """Rebuild a run's model from its trajectory, without a forward pass.
 
-``python -m lozo_core.replay RUN_DIR --out OUT_DIR [--step K] [--keep-directions]`` reads ``RUN_DIR/trajectory.json``
-(written by ``python -m lozo_core.train``), loads the run's model fresh, replays the recorded
-steps (all of them, or the first ``K``; ``--step best`` picks the best-validation step) and
-writes ``OUT_DIR/checkpoint.pt``, which ``python -m lozo_core.evaluate --checkpoint OUT_DIR``
-accepts. On the machine and build that ran the run the weights are bit-identical to the live
-run's; on another CPU they agree to floating-point tolerance (notebook 06 shows how far).
+``python -m lozo_core.replay RUN_DIR --out OUT_DIR [--step K] [--keep-directions]`` reads
+``RUN_DIR/trajectory.json`` (written by ``python -m lozo_core.train``), loads the run's model
+fresh, replays the recorded steps (all of them, or the first ``K``; ``--step best`` picks the
+best-validation step) and writes ``OUT_DIR/checkpoint.pt``, which
+``python -m lozo_core.evaluate --checkpoint OUT_DIR`` accepts. On the machine and build that ran
+the run the weights are bit-identical to the live run's; on another CPU they agree to
+floating-point tolerance (notebook 06 shows how far). ``--keep-directions`` draws each direction
+once per step instead of once per retraced pass (the same weights, one direction in memory).
 """
 
 from __future__ import annotations
