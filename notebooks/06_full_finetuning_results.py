@@ -140,10 +140,12 @@ for name in sgd_like:
 # The test split is evaluated only twice per run: at the last step, and at the step with the
 # best validation accuracy — a model rebuilt by replaying the trajectory (zeroth-order runs) or
 # saved at that step (FO-Adam). Gains over zero-shot are paired by seed: each seed's zero-shot
-# run shares its data draw. The last column counts the seeds whose best validation accuracy came
-# at the last evaluation: those runs were still improving when they stopped, so a longer run
-# might gain more — and for FO-Adam the protocol ("until its validation accuracy has stopped
-# rising") then asks for more epochs.
+# run shares its data draw. The last column says how much validation accuracy still changed over
+# the second half of each run (a least-squares line through those evaluations,
+# `lozo_core.results.second_half_validation_change`). One evaluation on 500 examples has a
+# standard error of about 0.02: a change well above it means the run was still improving when it
+# stopped and a longer run might gain more; for FO-Adam the protocol ("until its validation
+# accuracy has stopped rising") asks for a change within it.
 
 # %%
 print(full_protocol_markdown(runs))

@@ -54,6 +54,18 @@ def test_a_choice_on_the_grids_edge_is_flagged():
     assert "✓ (the grid's lower edge)" in sweep_markdown({"lozo": entry | {"chosen_lr": 2e-5}})
 
 
+def test_second_half_change_separates_a_rising_run_from_a_levelled_one():
+    def run(accuracies):
+        curve = [{"step": 100 * i, "validation_accuracy": a} for i, a in enumerate(accuracies)]
+        return {"steps": 100 * (len(accuracies) - 1), "curve": curve}
+
+    rising = run([0.5, 0.55, 0.6, 0.62, 0.64, 0.66, 0.68])
+    levelled = run([0.5, 0.7, 0.8, 0.81, 0.79, 0.81, 0.80])
+    assert results.second_half_validation_change(rising) == pytest.approx(0.06)
+    assert abs(results.second_half_validation_change(levelled)) < 0.01
+    assert results.second_half_validation_change(run([0.5, 0.6])) is None
+
+
 def test_gains_pair_each_run_with_the_zero_shot_run_of_its_seed():
     def run(optimizer, seed, accuracy):
         return {"task": "sst2", "model": "m", "optimizer": optimizer, "seed": seed,
