@@ -169,9 +169,10 @@ if gains:
 # FO-Adam's step is 1 forward + 1 backward, shown as 3 forward-equivalents:
 # `lozo_core.optim.table.forward_equivalents`). Seconds are one
 # machine's: each method's cost per step measured side by side in one benchmark run on the
-# campaign's model and batch shape (the fp32 record in `data/results/bench/` that timed the most
-# of its methods, `cpu_smollm2-135m_campaign.json`), times its steps — because a campaign's chunks run on different CPUs. Where that benchmark is not
-# recorded yet, the campaign's own median step time is used and labelled so. MeZO's cost is its
+# campaign's model and batch shape (of the fp32 records in `data/results/bench/`, the one that
+# timed the most of its methods, the newest among those; its file, machine and threads are
+# printed below), times its steps — because a campaign's chunks run on different CPUs. Where
+# that benchmark is not recorded yet, the campaign's own median step time is used and labelled so. MeZO's cost is its
 # published form's (directions regenerated on every pass, memory of inference), although the
 # campaign ran it with its directions kept in memory, which changes no number, only the time.
 
@@ -179,7 +180,11 @@ if gains:
 fp32_bench = [
     b for b in smollm2_bench if b.get("kind") == "bench" and b["config"]["dtype"] == "float32"
 ]
-timing = max(fp32_bench, key=lambda b: len(b["results"]), default=None)
+timing = max(fp32_bench, key=lambda b: (len(b["results"]), b["machine"]["date"]), default=None)
+if timing:
+    print(f"timing: {timing['command']}")
+    print(f"  on {timing['machine'].get('cpu_model')} ({', '.join(timing['machine']['cpu_flags'])}), "
+          f"{timing['config']['threads']} thread(s), {timing['machine']['date'][:10]}")  # fmt: skip
 cost, cost_source = {}, {}
 for run in runs:
     name = run["optimizer"]
@@ -384,9 +389,11 @@ for task in sorted({t for t, _ in rows}):
                     f", in {ratio.median():.2f}x the seconds MeZO took (median over those seeds)"
                 )
             parts.append(text)
-    fo = rows.get((task, "fo-adam"))
-    if fo:
-        parts.append(f"FO-Adam: {fo['test_at_best_validation']} ({fo['seeds']} seeds)")
+    for (of, variant), fo in rows.items():
+        if of == task and fo["optimizer"] == "fo-adam":
+            parts.append(
+                f"{variant} ({fo['steps']} steps): {fo['test_at_best_validation']} ({fo['seeds']} seeds)"
+            )
     print(f"{task}: " + "; ".join(parts) + ".")
 if not rows:
     print("No full-protocol run has finished yet: no conclusion on LOZO against MeZO.")
