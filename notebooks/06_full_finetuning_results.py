@@ -172,9 +172,10 @@ if gains:
 # campaign's model and batch shape (of the fp32 records in `data/results/bench/`, the one that
 # timed the most of its methods, the newest among those; its file, machine and threads are
 # printed below), times its steps — because a campaign's chunks run on different CPUs. Where
-# that benchmark is not recorded yet, the campaign's own median step time is used and labelled so. MeZO's cost is its
-# published form's (directions regenerated on every pass, memory of inference), although the
-# campaign ran it with its directions kept in memory, which changes no number, only the time.
+# that benchmark is not recorded yet, the campaign's own median step time is used and labelled
+# so. MeZO's cost is its published form's (directions regenerated on every pass, memory of
+# inference), although the campaign ran it with its directions kept in memory, which changes no
+# number, only the time.
 
 # %%
 fp32_bench = [
