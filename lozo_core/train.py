@@ -216,6 +216,18 @@ def splits(cfg: TrainConfig) -> tuple[list[T.Example], list[T.Example], list[T.E
     return train_set, validation_set, eval_set
 
 
+def step_batch(
+    tokenizer, model, train_set: list[T.Example], seed: int, step: int, batch_size: int,
+    local: slice = slice(None),
+) -> S.Batch:  # fmt: skip
+    """The examples of training step ``step``: ``batch_size`` drawn without replacement from
+    ``train_set`` by the seed's data stream (the same for every method of a seed), ``local``
+    this process's shard of them, encoded within the model's prompt budget."""
+    g = stream(seed, step, DATA_KEY)
+    pick = torch.randperm(len(train_set), generator=g)[:batch_size][local].tolist()
+    return S.encode(tokenizer, [train_set[i] for i in pick], S.prompt_budget(model))
+
+
 def peak_memory_bytes(device: str) -> int:
     if device.startswith("cuda"):
         return torch.cuda.max_memory_allocated()
@@ -397,10 +409,8 @@ def train(
                        total=cfg.steps, mininterval=10 if not sys.stderr.isatty() else 0.1,
                        disable=not writer)  # fmt: skip
     for step in bar:
-        g = stream(cfg.seed, step, DATA_KEY)
-        pick = torch.randperm(len(train_set), generator=g)[: cfg.batch_size][local].tolist()
-        batch = S.encode(loaded.tokenizer, [train_set[i] for i in pick], S.prompt_budget(model))
-        batch = batch.to(cfg.device)
+        batch = step_batch(loaded.tokenizer, model, train_set, cfg.seed, step, cfg.batch_size,
+                           local).to(cfg.device)  # fmt: skip
         loss_fn = lambda b: objective(forward, b, candidates)
         tick = time.perf_counter()
         try:

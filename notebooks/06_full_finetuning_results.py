@@ -169,11 +169,15 @@ if gains:
 # FO-Adam's step is 1 forward + 1 backward, shown as 3 forward-equivalents:
 # `lozo_core.optim.table.forward_equivalents`). Seconds are one
 # machine's: each method's cost per step measured side by side in one benchmark run on the
-# campaign's model and batch shape (of the fp32 records in `data/results/bench/`, the one that
-# timed the most of its methods, the newest among those; its file, machine and threads are
-# printed below), times its steps — because a campaign's chunks run on different CPUs. Where
-# that benchmark is not recorded yet, the campaign's own median step time is used and labelled
-# so. MeZO's cost is its published form's (directions regenerated on every pass, memory of
+# campaign's model, batches and loss (`lozo_core.bench --task`: the first training batches of
+# seed 0 and the label-word loss; of the fp32 records in `data/results/bench/` for the task, the
+# one that timed the most of its methods, the newest among those; its command, machine and
+# threads are printed below), times its steps — because a campaign's chunks run on different
+# CPUs. Without such a record, a record on random tokens is used (full-vocabulary logits at every
+# position, so a slower step), and without any, the campaign's own median step time; both are
+# labelled so. The `check` lines set the bench against the campaign's own per-step times on the
+# bench's CPU (from the trajectories): a ratio far from 1 would mean the bench times something
+# other than what the campaign spends. MeZO's cost is its published form's (directions regenerated on every pass, memory of
 # inference), although the campaign ran it with its directions kept in memory, which changes no
 # number, only the time.
 
@@ -181,27 +185,78 @@ if gains:
 fp32_bench = [
     b for b in smollm2_bench if b.get("kind") == "bench" and b["config"]["dtype"] == "float32"
 ]
-timing = max(fp32_bench, key=lambda b: (len(b["results"]), b["machine"]["date"]), default=None)
-if timing:
-    print(f"timing: {timing['command']}")
-    print(f"  on {timing['machine'].get('cpu_model')} ({', '.join(timing['machine']['cpu_flags'])}), "
-          f"{timing['config']['threads']} thread(s), {timing['machine']['date'][:10]}")  # fmt: skip
+
+
+def timing_of(task):
+    """The fp32 bench record of ``task``'s batches, else one of random tokens: most methods,
+    newest."""
+    records = [b for b in fp32_bench if b["config"].get("task") == task] or [
+        b for b in fp32_bench if not b["config"].get("task")
+    ]
+    return max(records, key=lambda b: (len(b["results"]), b["machine"]["date"]), default=None)
+
+
+timings = {task: timing_of(task) for task in sorted({run["task"] for run in runs})}
+for task, timing in timings.items():
+    if timing:
+        print(f"{task} timing: {timing['command']}")
+        print(f"  on {timing['machine'].get('cpu_model')} ({', '.join(timing['machine']['cpu_flags'])}), "
+              f"{timing['config']['threads']} thread(s), {timing['machine']['date'][:10]}")  # fmt: skip
+
+
+def own_step_seconds(task, optimizer, cpu=None):
+    """Median seconds per step the campaign itself measured for ``optimizer`` on ``task`` (its
+    trajectories' per-step times; only chunks run on ``cpu``'s model and flags, if given), the
+    bench row those chunks correspond to, and how many steps; None without a trajectory."""
+    times, rows = [], set()
+    for run in runs:
+        folder = root / run["run"]
+        if (run["task"], run["optimizer"]) != (task, optimizer) or not (
+            folder / "trajectory.json"
+        ).exists():
+            continue
+        t = Trajectory.load(folder)
+        for c in t.chunks:
+            m = c["machine"]
+            if cpu is None or (m.get("cpu_model"), m.get("cpu_flags")) == (
+                cpu.get("cpu_model"),
+                cpu.get("cpu_flags"),
+            ):
+                times += t.times[c["start"] : c["end"]]
+                rows.add(
+                    f"{optimizer}-kept"
+                    if c.get("keep_directions") and optimizer == "mezo"
+                    else optimizer
+                )
+    return (float(np.median(times)), ", ".join(sorted(rows)), len(times)) if times else None
+
+
 cost, cost_source = {}, {}
 for run in runs:
-    name = run["optimizer"]
-    if name in cost or not run["steps"]:
+    key, timing = (run["task"], run["optimizer"]), timings[run["task"]]
+    if key in cost or not run["steps"]:
         continue
-    if timing and name in timing["results"]:
-        cost[name] = timing["results"][name]["step_s_median"]
-        cost_source[name] = (
-            f"bench on {timing['machine'].get('cpu_model', timing['machine']['processor'])}"
-        )
+    if timing and run["optimizer"] in timing["results"]:
+        cost[key] = timing["results"][run["optimizer"]]["step_s_median"]
+        shape = "its batches" if timing["config"].get("task") else "random tokens"
+        cost_source[key] = f"bench of {shape} on {cpu_line(timing['machine'])}"
     else:
-        times = [c["train_time_s"] / max(c["end"] - c["start"], 1) for c in run.get("chunks", [])]
-        cost[name] = float(np.median(times)) if times else run["train_time_s"] / run["steps"]
-        cost_source[name] = "median of the campaign's own chunks (mixed machines possible)"
-for name in cost:
-    print(f"{name}: {cost[name]:.2f} s/step ({cost_source[name]})")
+        own = own_step_seconds(*key)
+        cost[key] = own[0] if own else run["train_time_s"] / run["steps"]
+        cost_source[key] = "median of the campaign's own steps (mixed machines possible)"
+for (task, name), seconds in cost.items():
+    print(f"{task} {name}: {seconds:.2f} s/step ({cost_source[task, name]})")
+print("check: the campaign's own steps on the bench's CPU against the bench row they correspond to")
+for task, name in cost:
+    timing, own = timings[task], None
+    if timing and timing["config"].get("task"):
+        own = own_step_seconds(task, name, timing["machine"])
+    if own:
+        seconds, row, steps = own
+        bench_s = timing["results"].get(row, {}).get("step_s_median", float("nan"))
+        print(f"  {task} {name}: campaign {seconds:.2f} s/step over {steps} steps, bench {row} "
+              f"{bench_s:.2f} s/step (ratio {seconds / bench_s:.2f})")  # fmt: skip
+timing = timings.get("sst2")
 kept = timing["results"].get("mezo-kept", {}) if timing else {}
 if "step_s_median" in kept and "step_s_median" in timing["results"].get("mezo", {}):
     mezo = timing["results"]["mezo"]
@@ -219,7 +274,7 @@ for run in runs:
         if "validation_loss" in p:
             points.append({
                 "task": run["task"], "run": run["variant"], "seed": run["seed"], "step": p["step"],
-                "forward passes": p["step"] * forwards, "seconds": p["step"] * cost[run["optimizer"]],
+                "forward passes": p["step"] * forwards, "seconds": p["step"] * cost[run["task"], run["optimizer"]],
                 "validation loss": p["validation_loss"], "validation accuracy": p["validation_accuracy"],
             })  # fmt: skip
 curves = pd.DataFrame(points)
@@ -374,8 +429,9 @@ for task in sorted({t for t, _ in rows}):
     parts = [
         f"test accuracy at the best validation step: {difference_verdict('LOZO', 'MeZO', accuracy[task])}"
     ]
-    if "lozo" in cost and "mezo" in cost:
-        parts.append(f"a LOZO step costs {cost['lozo'] / cost['mezo']:.2f}x a MeZO step")
+    if (task, "lozo") in cost and (task, "mezo") in cost:
+        ratio = cost[task, "lozo"] / cost[task, "mezo"]
+        parts.append(f"a LOZO step costs {ratio:.2f}x a MeZO step")
     of_task = reached[reached["task"] == task] if len(reached) else reached
     if len(of_task):
         seconds = of_task.pivot(index="seed", columns="run", values="seconds")

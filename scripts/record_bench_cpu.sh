@@ -9,14 +9,21 @@
 #   profile 125m-fp32 125m-bf16 125m-interval1 context drift campaign 350m 1.3b 1.3b-bf16 2.7b readme
 # `1.3b-bf16` runs the zeroth-order methods only: a first-order bf16 step is up to 27x its fp32
 # time on an AVX2-only CPU (the 125M rows), an hour or more at 1.3B.
-# `campaign` times the full-protocol campaign's methods on its model and batch shape (SmolLM2,
-# 16 SST-2 prompts: 37 tokens padded, median), the seconds notebook 06 puts on its curves.
+# `campaign` times the full-protocol campaign's methods on its model, batches and loss (SmolLM2,
+# the first SST-2 training batches of seed 0, label-word loss) with the campaign's 2 threads, the
+# seconds notebook 06 puts on its curves; one file per CPU (model and bf16 flag in its name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=data/results/bench
 LOCK=${LOZO_HEAVY_LOCK:-/tmp/lozo-heavy.lock}
 locked() { flock "$LOCK" "$@"; }
+cpu_slug() {
+    local model flag
+    model=$(lscpu | sed -n 's/^Model name: *//p' | head -1 | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-')
+    flag=$(grep -o 'amx_bf16\|avx512_bf16' /proc/cpuinfo | sort -u | head -1 | tr -d '_')
+    echo "${model%-}-${flag:-nobf16}"
+}
 bench() { locked $PY -m lozo_core.bench --random-init --device cpu --threads 1 --resume "$@"; }
 SCALING="forward forward-doubled mezo lozo lozo-sequential fo-sgd fo-adam"
 CONTEXT="forward mezo lozo lozo-sequential fo-sgd fo-adam"
@@ -35,9 +42,10 @@ step() {
             --json $OUT/cpu_opt-125m_fp32_b1x$seq.json
     done ;;
     drift) locked $PY scripts/record_drift.py --threads 1 ;;
-    campaign) bench --model smollm2-135m --batch-size 16 --seq-len 40 --steps 3 \
+    campaign) locked $PY -m lozo_core.bench --random-init --device cpu --threads 2 --resume \
+        --model smollm2-135m --task sst2 --batch-size 16 --steps 5 \
         --methods forward forward-doubled mezo mezo-kept lozo lozo-m lozo-adam fo-adam \
-        --json $OUT/cpu_smollm2-135m_campaign.json ;;
+        --json "$OUT/cpu_smollm2-135m_sst2-campaign_$(cpu_slug)_fp32.json" ;;
     350m) bench --model opt-350m --batch-size 4 --seq-len 64 --steps 2 --methods $SCALING \
         --json $OUT/cpu_opt-350m_fp32_b4x64.json ;;
     1.3b) bench --model opt-1.3b --batch-size 4 --seq-len 64 --steps 1 --methods $SCALING \

@@ -9,8 +9,12 @@ from transformers import AutoModelForCausalLM, OPTConfig
 from lozo_core import bench, results
 from lozo_core.drift import cycle_drift, training_drift
 from lozo_core.memory_model import Architecture, peak_bytes, saved_activation_bytes
+from lozo_core.models import load_model, load_tokenizer
 from lozo_core.optim.table import ROWS, TABLE
 from lozo_core.provenance import machine
+from lozo_core.scoring import per_example_loss, scorer
+from lozo_core.tasks import get_task
+from lozo_core.train import TrainConfig, splits, step_batch
 
 
 def test_cli_records_single_batch_inference_both_side_path_modes_and_the_cpu(tmp_path):
@@ -39,6 +43,45 @@ def test_cli_records_single_batch_inference_both_side_path_modes_and_the_cpu(tmp
         res["lozo-sequential"]["step_s_median"] / (2 * res["forward"]["step_s_median"])
     )
     assert res["forward"]["rss_loaded_bytes"] <= res["forward"]["peak_mem_bytes"]
+
+
+def test_task_mode_times_the_training_runs_batches_and_label_word_loss(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["--model", "tiny-opt", "--task", "sst2", "--batch-size", "4", "--steps", "2",
+            "--warmup", "1", "--threads", "1", "--methods", "lozo", "--json", str(out)]  # fmt: skip
+    assert bench.main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["config"]["task"] == "sst2" and record["config"]["seq_len"] is None
+    assert record["results"]["lozo"]["steps"] == 2
+    assert results.batch_shape(record["config"]) == "4 sst2 training prompts"
+
+    args = {"model": "tiny-opt", "task": "sst2", "batch_size": 4, "warmup": 1, "steps": 2}
+    model = bench.build_model("tiny-opt", False, torch.float32)
+    batches, loss = bench.task_workload(args, model, "cpu")
+    tokenizer = load_tokenizer("tiny-opt")
+    train_set = splits(TrainConfig(task="sst2", k_shot=0, batch_size=4))[0]
+    assert len(batches) == 3 and len({b.input_ids.shape[1] for b in batches}) > 1
+    for step, batch in enumerate(batches):
+        expected = step_batch(tokenizer, model, train_set, 0, step, 4)
+        assert torch.equal(batch.input_ids, expected.input_ids)
+        assert torch.equal(batch.labels, expected.labels)
+    candidates = scorer(load_model("tiny-opt"), get_task("sst2"))[1]
+    torch.testing.assert_close(
+        loss(model, batches[0]), per_example_loss(model, batches[0], candidates)
+    )
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--task", "nope"], "--task 'nope': expected one of sst2"),
+        (["--task", "sst2", "--seq-len", "40"], "the task's prompts set the length"),
+    ],
+)
+def test_task_mode_refuses_an_unknown_task_and_a_sequence_length(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse(["--model", "tiny-opt", *argv])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_methods_are_the_table_of_optimizers_plus_inference_and_named_variants():

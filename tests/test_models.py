@@ -1,5 +1,7 @@
-"""The SmolLM2 conversion cache: installed only when it reloads bit-identical."""
+"""Model and tokenizer loading: the SmolLM2 conversion cache (installed only when it reloads
+bit-identical) and tokenizers without their weights."""
 
+import pytest
 import torch
 
 from lozo_core import models
@@ -29,3 +31,15 @@ def test_the_cache_folder_names_the_gguf_digest_converter_and_dtype(tmp_path, mo
     assert folder.parent == tmp_path
     assert folder.name.endswith(f"-transformers{models.transformers.__version__}-bfloat16")
     assert folder.name != models.smollm2_conversion_dir(torch.float32).name
+
+
+def test_a_tokenizer_loads_without_its_model_or_fails_naming_what_is_missing():
+    probe = models.TOKENIZER_PROBE[0]
+    assert (
+        models.load_tokenizer("tiny-opt")(probe)["input_ids"]
+        == (load_model("tiny-opt").tokenizer(probe)["input_ids"])
+    )
+    with pytest.raises(ValueError, match="unknown model 'gpt-9'; expected one of opt-125m"):
+        models.load_tokenizer("gpt-9")
+    with pytest.raises(FileNotFoundError, match="facebook/opt-125m is not in the local"):
+        models.load_tokenizer("opt-125m")
