@@ -422,6 +422,83 @@ def difference_verdict(a: str, b: str, diffs: list[float], alpha: float = 0.05) 
     return f"no difference between {a} and {b} detected ({numbers})"
 
 
+def campaign_timing(records: list[dict], task: str) -> dict | None:
+    """The bench record that gives the campaign's seconds on ``task``: of the fp32 SmolLM2
+    records, those timing ``task``'s own batches (``bench --task``), else those on random
+    tokens; of these, the one that timed the most methods, the newest among those."""
+    fp32 = [
+        r
+        for r in records
+        if r.get("kind") == "bench"
+        and r["config"]["model"] == "smollm2-135m"
+        and r["config"]["dtype"] == "float32"
+    ]
+    of_task = [r for r in fp32 if r["config"].get("task") == task]
+    pool = of_task or [r for r in fp32 if not r["config"].get("task")]
+    return max(pool, key=lambda r: (len(r["results"]), r["machine"]["date"]), default=None)
+
+
+def steps_to_reach(runs: list[dict], target: str = "mezo") -> list[dict]:
+    """Per task and seed on which ``target`` finished: its best validation loss and, for every
+    finished run of that seed, the first evaluated step at which the run's validation loss is at
+    or below it (``None``: not reached within the run)."""
+    goals = {(r["task"], r["seed"]): r for r in runs if r["variant"] == target}
+    out = []
+    for r in sorted(runs, key=lambda r: (r["task"], r["seed"])):
+        goal = goals.get((r["task"], r["seed"]))
+        if goal and r["steps"]:
+            best = min(c["validation_loss"] for c in goal["curve"] if "validation_loss" in c)
+            hits = [c["step"] for c in r["curve"] if c.get("validation_loss", float("inf")) <= best]
+            out.append({"task": r["task"], "seed": r["seed"], "run": r["variant"],
+                        "optimizer": r["optimizer"], "target": best, "steps": r["steps"],
+                        "step": min(hits, default=None)})  # fmt: skip
+    return out
+
+
+def speed_verdict(reach: list[dict], task: str, step_seconds: dict[str, float]) -> str | None:
+    """Whether LOZO reaches MeZO's best validation loss in fewer seconds than MeZO does, seed by
+    seed (:func:`steps_to_reach`), at ``step_seconds[optimizer]`` seconds per step (one machine).
+
+    On a seed where LOZO never reached it, LOZO is slower only if its whole run took at least
+    MeZO's time to get there; a run that ended sooner leaves that seed undecided. None before
+    LOZO and MeZO share a seed."""
+    rows = {(r["run"], r["seed"]): r for r in reach if r["task"] == task}
+    lozo_s, mezo_s = step_seconds["lozo"], step_seconds["mezo"]
+    faster, slower, undecided, notes = 0, 0, 0, []
+    for (run, seed), lozo in sorted(rows.items()):
+        mezo = rows.get(("mezo", seed))
+        if run != "lozo" or mezo is None:
+            continue
+        t_mezo = mezo["step"] * mezo_s
+        if lozo["step"] is not None:
+            t_lozo = lozo["step"] * lozo_s
+            faster, slower = faster + (t_lozo < t_mezo), slower + (t_lozo >= t_mezo)
+            notes.append(f"seed {seed}: LOZO {t_lozo:.0f} s (step {lozo['step']})")
+        else:
+            t_lozo = lozo["steps"] * lozo_s
+            slower, undecided = slower + (t_lozo >= t_mezo), undecided + (t_lozo < t_mezo)
+            notes.append(f"seed {seed}: LOZO not within its {lozo['steps']} steps ({t_lozo:.0f} s)")
+        notes[-1] += f", MeZO {t_mezo:.0f} s (step {mezo['step']})"
+    n = faster + slower + undecided
+    if not n:
+        return None
+    if faster == n:
+        verdict = "LOZO is faster"
+    elif slower == n:
+        verdict = "LOZO is not faster"
+    elif undecided:
+        verdict = (
+            f"undecided: on {undecided} of {n} seeds LOZO's run ended before MeZO reached the "
+            "target, so a longer LOZO run must decide"
+        )
+    else:
+        verdict = f"no consistent speed-up: LOZO is faster on {faster} of {n} seeds"
+    return (
+        f"a LOZO step costs {lozo_s / mezo_s:.2f}x a MeZO step; to MeZO's best validation loss, "
+        f"{verdict} ({'; '.join(notes)})"
+    )
+
+
 def second_half_validation_change(run: dict) -> float | None:
     r"""Change of validation accuracy across the run's second half, from a least-squares line
     through its evaluations at :math:`t \ge T/2` (slope × :math:`T/2`). Well above one
@@ -503,7 +580,9 @@ def sweep_markdown(choices: dict) -> str:
     return "\n".join(lines)
 
 
-def full_protocol_markdown(runs: list[dict], choices: dict | None = None) -> str:
+def full_protocol_markdown(
+    runs: list[dict], choices: dict | None = None, bench: list[dict] | None = None
+) -> str:
     sweep = []
     if choices and any(r["state"] != "missing" for e in choices.values() for r in e["results"]):
         sweep = [
@@ -541,12 +620,33 @@ def full_protocol_markdown(runs: list[dict], choices: dict | None = None) -> str
     for task, diffs in paired_differences(runs, "lozo", "mezo").items():
         verdict = difference_verdict("LOZO", "MeZO", diffs)
         lines += ["", f"**{task}, test accuracy at the best validation step:** {verdict}."]
+        lines += speed_lines(runs, bench or [], task)
     return "\n".join(lines)
+
+
+def speed_lines(runs: list[dict], bench: list[dict], task: str) -> list[str]:
+    """:func:`speed_verdict` on ``task`` at the step costs of :func:`campaign_timing`, once for
+    MeZO as published and once with its directions kept (as the campaign runs it)."""
+    timing = campaign_timing(bench, task)
+    seconds = {m: r["step_s_median"] for m, r in (timing or {}).get("results", {}).items()
+               if _measured(r)}  # fmt: skip
+    if not {"lozo", "mezo"} <= set(seconds):
+        return []
+    shape = "the campaign's batches" if timing["config"].get("task") else "random tokens"
+    source = f"seconds per step from the bench of {shape} on {cpu_line(timing['machine'])}"
+    reach, lines = steps_to_reach(runs), []
+    for label, mezo in (("MeZO as published", "mezo"), ("MeZO with kept directions", "mezo-kept")):
+        verdict = mezo in seconds and speed_verdict(reach, task, seconds | {"mezo": seconds[mezo]})
+        if verdict:
+            lines += ["", f"**{task}, speed** ({label}; {source}): {verdict}."]
+    return lines
 
 
 SECTIONS = {
     "finetune_cpu": lambda: finetune_markdown(load("finetune_cpu")),
-    "full_protocol": lambda: full_protocol_markdown(full_protocol_runs(), sweep_choices()),
+    "full_protocol": lambda: full_protocol_markdown(
+        full_protocol_runs(), sweep_choices(), load("bench")
+    ),
     "bench": lambda: bench_markdown(load("bench")),
     "spectra": lambda: spectra_markdown(load("spectra")),
 }

@@ -126,3 +126,50 @@ def test_a_difference_gets_a_direction_only_when_the_seeds_agree_beyond_noise():
     noisy = [-0.10, 0.08, 0.01]
     assert results.difference_verdict("LOZO", "MeZO", noisy).startswith("no difference")
     assert "one seed" in results.difference_verdict("LOZO", "MeZO", [0.2])
+
+
+def _run(variant, seed, losses, every=100):
+    curve = [{"step": every * i, "validation_loss": v} for i, v in enumerate(losses)]
+    return {"task": "sst2", "variant": variant, "optimizer": variant, "seed": seed,
+            "steps": every * (len(losses) - 1), "curve": curve}  # fmt: skip
+
+
+def test_reaching_mezos_best_counts_steps_and_a_run_that_never_gets_there():
+    runs = [_run("mezo", 0, [1.0, 0.6, 0.5]), _run("lozo", 0, [1.0, 0.5, 0.4]),
+            _run("lozo", 1, [1.0, 0.5]), _run("zero-shot", 0, [1.0])]  # fmt: skip
+    runs[-1]["steps"] = 0
+    runs.append(_run("lozo-m", 0, [1.0, 0.7, 0.55]))
+    reach = {(r["run"], r["seed"]): r["step"] for r in results.steps_to_reach(runs)}
+    assert reach == {("mezo", 0): 200, ("lozo", 0): 100, ("lozo-m", 0): None}
+
+
+@pytest.mark.parametrize(
+    "lozo_losses, lozo_s, verdict",
+    [
+        ([1.0, 0.5], 1.5, "LOZO is faster"),  # step 100 at 1.5 s < step 200 at 1 s
+        ([1.0, 0.5], 2.5, "LOZO is not faster"),  # 250 s >= 200 s
+        ([1.0, 0.7, 0.6], 1.0, "LOZO is not faster"),  # never: its 200 s >= MeZO's 200 s
+        ([1.0, 0.7, 0.6], 0.5, "undecided: on 1 of 1 seeds"),  # never, but it ran 100 s only
+    ],
+)
+def test_speed_verdict_calls_a_run_that_ended_early_undecided(lozo_losses, lozo_s, verdict):
+    runs = [_run("mezo", 0, [1.0, 0.6, 0.5]), _run("lozo", 0, lozo_losses)]
+    text = results.speed_verdict(
+        results.steps_to_reach(runs), "sst2", {"lozo": lozo_s, "mezo": 1.0}
+    )
+    assert f"; to MeZO's best validation loss, {verdict}" in text
+    assert results.speed_verdict([], "sst2", {"lozo": 1.0, "mezo": 1.0}) is None
+
+
+def test_campaign_seconds_come_from_the_bench_of_the_tasks_batches_when_there_is_one():
+    def record(task, methods, date):
+        return {"kind": "bench", "machine": {"date": date},
+                "config": {"model": "smollm2-135m", "dtype": "float32", "task": task},
+                "results": dict.fromkeys(methods, {})}  # fmt: skip
+
+    tokens = record(None, ["mezo", "lozo", "fo-adam"], "2026-12-01")
+    sst2 = record("sst2", ["mezo", "lozo"], "2026-12-02")
+    newer = record("sst2", ["mezo", "lozo"], "2026-12-03")
+    assert results.campaign_timing([tokens, sst2, newer], "sst2") is newer
+    assert results.campaign_timing([tokens, sst2], "rte") is tokens
+    assert results.campaign_timing([], "sst2") is None
