@@ -455,29 +455,50 @@ def steps_to_reach(runs: list[dict], target: str = "mezo") -> list[dict]:
     return out
 
 
-def speed_verdict(reach: list[dict], task: str, step_seconds: dict[str, float]) -> str | None:
+def extensions(runs: list[dict], task: str, variant: str) -> tuple[str, ...]:
+    """``variant`` and the variants of ``task`` that extend it: on a seed, the same config but for
+    more steps (a campaign block with ``extends = true``)."""
+
+    def but_steps(run: dict) -> dict:
+        return {k: v for k, v in run["config"].items() if k != "steps"}
+
+    base = {r["seed"]: r for r in runs if r["task"] == task and r["variant"] == variant}
+    longer = {r["variant"] for r in runs if r["task"] == task and r["seed"] in base
+              and r["variant"] != variant and r["steps"] > base[r["seed"]]["steps"]
+              and but_steps(r) == but_steps(base[r["seed"]])}  # fmt: skip
+    return (variant, *sorted(longer))
+
+
+def speed_verdict(
+    reach: list[dict], task: str, step_seconds: dict[str, float], lozo: tuple[str, ...] = ("lozo",)
+) -> str | None:
     """Whether LOZO reaches MeZO's best validation loss in fewer seconds than MeZO does, seed by
     seed (:func:`steps_to_reach`), at ``step_seconds[optimizer]`` seconds per step (one machine).
+    On each seed LOZO's longest run among the variants ``lozo`` (:func:`extensions`) counts.
 
     On a seed where LOZO never reached it, LOZO is slower only if its whole run took at least
     MeZO's time to get there; a run that ended sooner leaves that seed undecided. None before
     LOZO and MeZO share a seed."""
     rows = {(r["run"], r["seed"]): r for r in reach if r["task"] == task}
+    longest: dict[int, dict] = {}
+    for (run, seed), r in rows.items():
+        if run in lozo and r["steps"] > longest.get(seed, {"steps": -1})["steps"]:
+            longest[seed] = r
     lozo_s, mezo_s = step_seconds["lozo"], step_seconds["mezo"]
     faster, slower, undecided, notes = 0, 0, 0, []
-    for (run, seed), lozo in sorted(rows.items()):
+    for seed, ours in sorted(longest.items()):
         mezo = rows.get(("mezo", seed))
-        if run != "lozo" or mezo is None:
+        if mezo is None:
             continue
         t_mezo = mezo["step"] * mezo_s
-        if lozo["step"] is not None:
-            t_lozo = lozo["step"] * lozo_s
+        if ours["step"] is not None:
+            t_lozo = ours["step"] * lozo_s
             faster, slower = faster + (t_lozo < t_mezo), slower + (t_lozo >= t_mezo)
-            notes.append(f"seed {seed}: LOZO {t_lozo:.0f} s (step {lozo['step']})")
+            notes.append(f"seed {seed}: LOZO {t_lozo:.0f} s (step {ours['step']})")
         else:
-            t_lozo = lozo["steps"] * lozo_s
+            t_lozo = ours["steps"] * lozo_s
             slower, undecided = slower + (t_lozo >= t_mezo), undecided + (t_lozo < t_mezo)
-            notes.append(f"seed {seed}: LOZO not within its {lozo['steps']} steps ({t_lozo:.0f} s)")
+            notes.append(f"seed {seed}: LOZO not within its {ours['steps']} steps ({t_lozo:.0f} s)")
         notes[-1] += f", MeZO {t_mezo:.0f} s (step {mezo['step']})"
     n = faster + slower + undecided
     if not n:
@@ -634,9 +655,11 @@ def speed_lines(runs: list[dict], bench: list[dict], task: str) -> list[str]:
         return []
     shape = "the campaign's batches" if timing["config"].get("task") else "random tokens"
     source = f"seconds per step from the bench of {shape} on {cpu_line(timing['machine'])}"
-    reach, lines = steps_to_reach(runs), []
+    reach, lozo, lines = steps_to_reach(runs), extensions(runs, task, "lozo"), []
     for label, mezo in (("MeZO as published", "mezo"), ("MeZO with kept directions", "mezo-kept")):
-        verdict = mezo in seconds and speed_verdict(reach, task, seconds | {"mezo": seconds[mezo]})
+        verdict = mezo in seconds and speed_verdict(
+            reach, task, seconds | {"mezo": seconds[mezo]}, lozo
+        )
         if verdict:
             lines += ["", f"**{task}, speed** ({label}; {source}): {verdict}."]
     return lines

@@ -13,7 +13,8 @@
   ``peak_mem_bytes``: the peak memory of the process that ran the last steps, before the final
   test evaluations — peak resident set size on CPU, allocated bytes on CUDA).
 
-Both resume paths reach the same final parameters and metrics as an uninterrupted run. Batches
+Both resume paths reach the same final parameters and metrics as an uninterrupted run, and with
+a larger ``--steps`` extend a run to what a run that long from the start gives. Batches
 are drawn from ``stream(seed, step, 3)``: every optimizer sees the same data order for a seed.
 Evaluation never changes the trajectory (it writes nothing). Usage errors exit 2; a non-finite
 loss exits 3 and keeps the last good checkpoint.
@@ -246,10 +247,15 @@ def write_json_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _check_config(saved: dict, cfg: TrainConfig, source: Path) -> None:
+def _check_config(saved: dict, cfg: TrainConfig, source: Path, done: int) -> None:
     """A run resumes only with its own config (options added since it was written take their
-    defaults)."""
-    if dataclasses.asdict(TrainConfig(**saved)) != dataclasses.asdict(cfg):
+    defaults), except that ``--steps`` may exceed the ``done`` steps it holds: no rate, direction
+    or batch depends on a run's length, so a longer run's first ``done`` steps are the shorter
+    run's and resuming extends it."""
+    theirs, ours = dataclasses.asdict(TrainConfig(**saved)), dataclasses.asdict(cfg)
+    if done <= cfg.steps:
+        theirs["steps"] = ours["steps"]
+    if theirs != ours:
         raise ValueError(f"--resume: {source} was written with a different config: {saved}")
 
 
@@ -360,16 +366,18 @@ def train(
     replayable = row.zeroth_order and optimizer is not None
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg.device)
-        _check_config(state["config"], cfg, ckpt_path)
+        _check_config(state["config"], cfg, ckpt_path, state["step"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
         if replayable:
             trajectory = Trajectory.load(out)
             trajectory.truncate(start)
+            trajectory.config = config
     elif resume and replayable and (out / "trajectory.json").exists():
         trajectory = Trajectory.load(out)
-        _check_config(trajectory.config, cfg, out / "trajectory.json")
+        _check_config(trajectory.config, cfg, out / "trajectory.json", trajectory.steps)
+        trajectory.config = config
         replay(optimizer, trajectory.records)
         start, history = trajectory.steps, _history_from(trajectory)
     distributed.check_agree("--resume: the step to resume from", start, group)
@@ -566,7 +574,8 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--resume", action="store_true",
-        help="continue from OUT/checkpoint.pt, or else replay OUT/trajectory.json",
+        help="continue from OUT/checkpoint.pt, or else replay OUT/trajectory.json (with a "
+        "larger --steps than the run's, extend the run)",
     )  # fmt: skip
     p.add_argument(
         "--keep-directions", action="store_true",

@@ -48,6 +48,7 @@ from lozo_core.results import (
     cpu_line,
     difference_verdict,
     dtype_ratio_lines,
+    extensions,
     full_protocol_markdown,
     full_protocol_rows,
     full_protocol_runs,
@@ -419,15 +420,17 @@ for task in sorted({t for t, _ in rows}):
         f"test accuracy at the best validation step: {difference_verdict('LOZO', 'MeZO', accuracy[task])}"
     ]
     step_seconds = {name: seconds for (t, name), seconds in cost.items() if t == task}
+    lozo = extensions(runs, task, "lozo")
     if {"lozo", "mezo"} <= set(step_seconds):
-        parts.append(f"at MeZO's published cost, {speed_verdict(reached, task, step_seconds)}")
+        verdict = speed_verdict(reached, task, step_seconds, lozo)
+        parts.append(f"at MeZO's published cost, {verdict}")
         timing = timings[task]
         kept = timing["results"].get("mezo-kept", {}) if timing else {}
         if "step_s_median" in kept:
             as_run = step_seconds | {"mezo": kept["step_s_median"]}
             parts.append(
                 f"at the cost of MeZO with kept directions (as the campaign ran it), "
-                f"{speed_verdict(reached, task, as_run)}"
+                f"{speed_verdict(reached, task, as_run, lozo)}"
             )
     for (of, variant), fo in rows.items():
         if of == task and fo["optimizer"] == "fo-adam":

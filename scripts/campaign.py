@@ -21,6 +21,10 @@ blocks (tasks, optimizers, seeds, steps). A sweep or block may carry ``args``, m
 options (``scheme``, ``lora_rank``, ``objective``, ``eval_examples`` …); a block that names a
 sweep (``sweep = "lora"``) takes that sweep's chosen rates and its ``args``, then its own (a
 sweep's ``steps``, ``eval_every`` and ``eval_examples``, the size of its test, stay its own).
+A named block with ``extends = true`` lengthens the same task's runs of the unnamed block: each
+of its runs starts from the committed trajectory of the run with its optimizer and seed, once
+that run is done (``train --resume`` with more ``--steps``: the first steps are the shorter
+run's), so only the added steps are computed; its config must equal that run's but for steps.
 ``[estimate]`` (optional) gives the seconds ``status`` assumes until a run has measured its own.
 ``[protocol] threads`` and ``keep_directions`` are run-time choices that change no number
 (``train --keep-directions``), so they may change between the chunks of a run.
@@ -33,6 +37,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -94,7 +99,8 @@ class Item:
     chunk: int
     plan: dict
     rate_key: str = ""
-    blocked: bool = False  # waits for its sweep's chosen rate
+    blocked: bool = False  # waits for its sweep's chosen rate, or for the run it extends
+    extends: Path | None = None  # the finished run whose trajectory it continues
 
     @property
     def zeroth_order(self) -> bool:
@@ -110,6 +116,8 @@ class Item:
         trajectory = self.folder / "trajectory.json"
         if trajectory.exists():
             return "partial", json.loads(trajectory.read_text())["steps"]
+        if self.extends:
+            return "missing", json.loads((self.extends / "trajectory.json").read_text())["steps"]
         return "missing", 0
 
     def guessed_step(self) -> float:
@@ -277,10 +285,34 @@ def campaign_items(plan: dict) -> tuple[list[Item], list[str]]:
                 label = optimizer + (f"-{block['name']}" if "name" in block else "")
                 name = f"{block['task']}/{label}_s{seed}"
                 chunk = protocol["chunk"] if row.zeroth_order else args["steps"]
-                items.append(
-                    Item(name, results / name, args, args["steps"], chunk, plan, "", waits)
-                )
+                item = Item(name, results / name, args, args["steps"], chunk, plan, "", waits)
+                if block.get("extends"):
+                    item.extends = _extended(item, {i.name: i for i in items}, blocked)
+                    item.blocked = item.blocked or item.extends is None
+                items.append(item)
     return items, blocked
+
+
+def _extended(item: Item, earlier: dict[str, Item], blocked: list[str]) -> Path | None:
+    """The folder of the finished run ``item`` extends, or None while it is unfinished (noted in
+    ``blocked``); a plan whose extending run differs from it in more than steps is refused."""
+    name = f"{item.args['task']}/{item.args['optimizer']}_s{item.args['seed']}"
+    source = earlier.get(name)
+    if source is None or not source.zeroth_order:
+        raise SystemExit(
+            f"campaign: {item.name} extends {name}, which is not a zeroth-order run of the plan"
+        )
+    differ = sorted(k for k in {**source.args, **item.args}
+                    if k != "steps" and source.args.get(k) != item.args.get(k))  # fmt: skip
+    if differ or item.steps <= source.steps:
+        raise SystemExit(
+            f"campaign: {item.name} must equal {name} but for more steps; it differs in "
+            f"{differ or ['steps']}"
+        )
+    if source.state()[0] != "done":
+        blocked.append(f"{item.name}: waits for {name} to finish")
+        return None
+    return source.folder
 
 
 def all_items(plan: dict) -> tuple[list[Item], list[str]]:
@@ -367,6 +399,8 @@ def run_chunk(item: Item, protocol: dict) -> int:
     env = os.environ | {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     print(f"campaign: {item.name} steps {done}..{until} of {item.steps}", flush=True)
     item.folder.mkdir(parents=True, exist_ok=True)
+    if item.extends and state == "missing":
+        shutil.copyfile(item.extends / "trajectory.json", item.folder / "trajectory.json")
     process = subprocess.run(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
     sys.stderr.write(process.stderr[-4000:])
     if process.returncode == 3:

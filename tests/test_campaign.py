@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from lozo_core.provenance import REPO_ROOT
+from lozo_core.trajectory import Trajectory
 
 PLAN = """
 [protocol]
@@ -71,6 +72,21 @@ def test_a_tiny_campaign_runs_in_chunks_and_resumes(tmp_path):
     status = campaign(tmp_path, "status")
     assert "missing" not in status.stdout and "partial" not in status.stdout, status.stdout
     assert "on this CPU" in status.stdout and "chunks so far took" in status.stdout, status.stdout
+
+    longer = '\n[[campaign]]\ntask = "sst2"\nname = "steps-10"\noptimizers = ["lozo"]\n'
+    longer += "seeds = [[0, 13]]\nsteps = { zo = 10 }\neval_every = { zo = 4 }\nextends = true\n"
+    (tmp_path / "plan.toml").write_text(PLAN + longer.replace("zo = 4", "zo = 2"))
+    refused = campaign(tmp_path, "status")
+    assert refused.returncode == 1 and "differs in ['eval_every']" in refused.stderr
+    (tmp_path / "plan.toml").write_text(PLAN + longer)
+    extended = campaign(tmp_path, "run")
+    assert extended.returncode == 0, extended.stderr
+    assert "sst2/lozo-steps-10_s0 steps 6..10 of 10" in extended.stdout, extended.stdout
+    source, result = (
+        Trajectory.load(tmp_path / f"results/sst2/{run}") for run in ("lozo_s0", "lozo-steps-10_s0")
+    )
+    assert result.steps == result.config["steps"] == 10
+    assert result.records[:6] == source.records and result.chunks[:-1] == source.chunks
 
 
 GRID = """

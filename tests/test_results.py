@@ -173,3 +173,23 @@ def test_campaign_seconds_come_from_the_bench_of_the_tasks_batches_when_there_is
     assert results.campaign_timing([tokens, sst2, newer], "sst2") is newer
     assert results.campaign_timing([tokens, sst2], "rte") is tokens
     assert results.campaign_timing([], "sst2") is None
+
+
+def test_a_longer_run_of_the_same_config_extends_the_verdict_seed_by_seed():
+    def run(variant, seed, losses, **config):
+        r = _run(variant, seed, losses)
+        optimizer = variant.split("-")[0]
+        r["config"] = {"optimizer": optimizer, "interval": 50, "steps": r["steps"]} | config
+        return r
+
+    runs = [run("mezo", 0, [1.0, 0.6, 0.5]), run("mezo", 1, [1.0, 0.6, 0.5]),
+            run("lozo", 0, [1.0, 0.7]), run("lozo", 1, [1.0, 0.7]),
+            run("lozo-longer", 0, [1.0, 0.7, 0.6, 0.45]),
+            run("lozo-interval-1", 0, [1.0, 0.7, 0.6, 0.4, 0.3], interval=1)]  # fmt: skip
+    assert results.extensions(runs, "sst2", "lozo") == ("lozo", "lozo-longer")
+    reach = results.steps_to_reach(runs)
+    seconds = {"lozo": 0.5, "mezo": 1.0}
+    text = results.speed_verdict(reach, "sst2", seconds, ("lozo", "lozo-longer"))
+    assert "undecided: on 1 of 2 seeds" in text
+    assert "seed 0: LOZO 150 s (step 300), MeZO 200 s" in text
+    assert "seed 1: LOZO not within its 100 steps (50 s)" in text

@@ -352,6 +352,29 @@ def test_resume_from_the_trajectory_alone_and_replay_cli(tmp_path, optimizer, ca
     assert (tmp_path / "full" / "trajectory.json").stat().st_size < 4000
 
 
+@pytest.mark.parametrize("source", ["checkpoint", "trajectory"])
+def test_resuming_with_more_steps_extends_a_run_as_if_it_had_been_that_long(
+    tmp_path, source, capsys
+):
+    args = ["--model", "tiny-opt", "--optimizer", "lozo", "--lr", "1e-3", "--interval", "3",
+            "--eval-every", "2"]  # fmt: skip
+    assert main([*args, "--steps", "7", "--out", str(tmp_path / "long")]) == 0
+    assert main([*args, "--steps", "4", "--out", str(tmp_path / "short")]) == 0
+    if source == "trajectory":
+        (tmp_path / "short" / "checkpoint.pt").unlink()
+    assert main([*args, "--steps", "2", "--out", str(tmp_path / "short"), "--resume"]) == 2
+    assert "was written with a different config" in capsys.readouterr().err
+    assert main([*args, "--steps", "7", "--out", str(tmp_path / "short"), "--resume"]) == 0
+    long, extended = (
+        torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["model"]
+        for r in ("long", "short")
+    )
+    assert all(torch.equal(long[k], extended[k]) for k in long)
+    trajectory = Trajectory.load(tmp_path / "short")
+    assert trajectory.steps == trajectory.config["steps"] == 7
+    assert trajectory.records == Trajectory.load(tmp_path / "long").records
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("code ran",))
