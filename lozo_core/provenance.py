@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +73,15 @@ def cpu() -> dict:
                   if line.startswith("flags")), [])  # fmt: skip
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
+
+
+def cpu_slug(info: dict | None = None) -> str:
+    """A file-name-safe name for a CPU (default this one): its model and its fastest bf16
+    instruction, e.g. ``amd-epyc-avx512bf16`` or ``intel-r-xeon-r-processor-amxbf16``."""
+    info = info or cpu()
+    model = re.sub(r"[^a-z0-9]+", "-", info["cpu_model"].lower()).strip("-")
+    bf16 = next((f for f in ("amx_bf16", "avx512_bf16") if f in info["cpu_flags"]), "nobf16")
+    return f"{model}-{bf16.replace('_', '')}"
 
 
 def machine() -> dict:

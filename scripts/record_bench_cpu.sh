@@ -18,12 +18,7 @@ PY=${PY:-.venv/bin/python}
 OUT=data/results/bench
 LOCK=${LOZO_HEAVY_LOCK:-/tmp/lozo-heavy.lock}
 locked() { flock "$LOCK" "$@"; }
-cpu_slug() {
-    local model flag
-    model=$(lscpu | sed -n 's/^Model name: *//p' | head -1 | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-')
-    flag=$(grep -o 'amx_bf16\|avx512_bf16' /proc/cpuinfo | sort -u | head -1 | tr -d '_')
-    echo "${model%-}-${flag:-nobf16}"
-}
+cpu_slug() { $PY -c 'from lozo_core.provenance import cpu_slug; print(cpu_slug())'; }
 bench() { locked $PY -m lozo_core.bench --random-init --device cpu --threads 1 --resume "$@"; }
 SCALING="forward forward-doubled mezo lozo lozo-sequential fo-sgd fo-adam"
 CONTEXT="forward mezo lozo lozo-sequential fo-sgd fo-adam"

@@ -5,8 +5,9 @@
 Rebuilds the run's final model from ``trajectory.json`` alone (``lozo_core.train.rebuild``: no
 forward pass), then compares the parameter fingerprint (bit-identity via SHA-256, else the
 largest relative difference of per-parameter norms) and the test accuracy with the run's
-``summary.json``. Writes ``data/results/full_protocol/replay_checks/<run>.json`` (the run's path
-under ``full_protocol`` with ``/`` as ``_``) with this machine, one file per run checked.
+``summary.json``. Writes ``data/results/full_protocol/replay_checks/<run>_on_<cpu>.json`` (the
+run's path under ``full_protocol`` with ``/`` as ``_``; ``provenance.cpu_slug``) with this
+machine, one file per run and replaying CPU.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lozo_core import tasks as T  # noqa: E402
-from lozo_core.provenance import machine  # noqa: E402
+from lozo_core.provenance import cpu_slug, machine  # noqa: E402
 from lozo_core.results import cpu_line  # noqa: E402
 from lozo_core.train import TrainConfig, rebuild, score, splits, weights_fingerprint  # noqa: E402
 from lozo_core.trajectory import Trajectory  # noqa: E402
@@ -59,7 +60,7 @@ def main(run_dir: str) -> int:
         "steps": trajectory.steps,
         "machine": machine(),
     }
-    out = root / "replay_checks" / f"{name}.json"
+    out = root / "replay_checks" / f"{name}_on_{cpu_slug()}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))

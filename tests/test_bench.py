@@ -11,7 +11,7 @@ from lozo_core.drift import cycle_drift, training_drift
 from lozo_core.memory_model import Architecture, peak_bytes, saved_activation_bytes
 from lozo_core.models import load_model, load_tokenizer
 from lozo_core.optim.table import ROWS, TABLE
-from lozo_core.provenance import machine
+from lozo_core.provenance import cpu_slug, machine
 from lozo_core.scoring import per_example_loss, scorer
 from lozo_core.tasks import get_task
 from lozo_core.train import TrainConfig, splits, step_batch
@@ -82,6 +82,12 @@ def test_task_mode_refuses_an_unknown_task_and_a_sequence_length(argv, message, 
     with pytest.raises(SystemExit) as exit_:
         bench.parse(["--model", "tiny-opt", *argv])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_cpu_is_named_in_file_names_by_its_model_and_fastest_bf16_instruction():
+    xeon = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_flags": ["avx512_bf16", "amx_bf16"]}
+    assert cpu_slug(xeon) == "intel-r-xeon-r-processor-amxbf16"
+    assert cpu_slug({"cpu_model": "AMD EPYC", "cpu_flags": ["avx2"]}) == "amd-epyc-nobf16"
 
 
 def test_methods_are_the_table_of_optimizers_plus_inference_and_named_variants():
