@@ -278,7 +278,6 @@ else:
                 sns.lineplot(
                     data=of_task, x=x, y=y, hue="run", errorbar="sd", marker="o", ax=axes[row, col]
                 )
-                axes[row, col].set(xscale="log" if x != "step" else "linear")
         fig.suptitle(f"{task}: validation curves, mean ± std over seeds")
         plt.tight_layout()
         plt.show()
