@@ -645,24 +645,37 @@ def full_protocol_markdown(
     return "\n".join(lines)
 
 
+MEZO_COSTS = {"mezo": "MeZO as published", "mezo-kept": "MeZO with kept directions"}
+
+
+def speed_verdicts(runs: list[dict], task: str, step_seconds: dict[str, float]) -> dict[str, str]:
+    """:func:`speed_verdict` on ``task`` once per MeZO cost in ``step_seconds`` (its keys are
+    bench rows: ``mezo`` as published, ``mezo-kept`` with its directions kept, as the campaign
+    runs it), LOZO's longest runs counting (:func:`extensions`); keyed by the cost's label."""
+    reach, lozo, out = steps_to_reach(runs), extensions(runs, task, "lozo"), {}
+    for row, label in MEZO_COSTS.items():
+        if {"lozo", row} <= set(step_seconds):
+            as_mezo = step_seconds | {"mezo": step_seconds[row]}
+            verdict = speed_verdict(reach, task, as_mezo, lozo)
+            if verdict:
+                out[label] = verdict
+    return out
+
+
 def speed_lines(runs: list[dict], bench: list[dict], task: str) -> list[str]:
-    """:func:`speed_verdict` on ``task`` at the step costs of :func:`campaign_timing`, once for
-    MeZO as published and once with its directions kept (as the campaign runs it)."""
+    """The README's :func:`speed_verdicts` on ``task`` at the step costs of
+    :func:`campaign_timing`."""
     timing = campaign_timing(bench, task)
-    seconds = {m: r["step_s_median"] for m, r in (timing or {}).get("results", {}).items()
-               if _measured(r)}  # fmt: skip
-    if not {"lozo", "mezo"} <= set(seconds):
+    if timing is None:
         return []
+    seconds = {m: r["step_s_median"] for m, r in timing["results"].items() if _measured(r)}
     shape = "the campaign's batches" if timing["config"].get("task") else "random tokens"
     source = f"seconds per step from the bench of {shape} on {cpu_line(timing['machine'])}"
-    reach, lozo, lines = steps_to_reach(runs), extensions(runs, task, "lozo"), []
-    for label, mezo in (("MeZO as published", "mezo"), ("MeZO with kept directions", "mezo-kept")):
-        verdict = mezo in seconds and speed_verdict(
-            reach, task, seconds | {"mezo": seconds[mezo]}, lozo
-        )
-        if verdict:
-            lines += ["", f"**{task}, speed** ({label}; {source}): {verdict}."]
-    return lines
+    return [
+        line
+        for label, verdict in speed_verdicts(runs, task, seconds).items()
+        for line in ("", f"**{task}, speed** ({label}; {source}): {verdict}.")
+    ]
 
 
 SECTIONS = {

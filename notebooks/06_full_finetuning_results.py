@@ -48,7 +48,6 @@ from lozo_core.results import (
     cpu_line,
     difference_verdict,
     dtype_ratio_lines,
-    extensions,
     full_protocol_markdown,
     full_protocol_rows,
     full_protocol_runs,
@@ -56,7 +55,7 @@ from lozo_core.results import (
     load,
     paired_differences,
     paired_gains,
-    speed_verdict,
+    speed_verdicts,
     steps_to_reach,
     sweep_choices,
     sweep_run,
@@ -291,11 +290,12 @@ else:
 
 # %%
 passes = {(r["task"], r["variant"]): forward_equivalents(r["passes_per_step"]) for r in runs}
+reached = steps_to_reach(runs)
 reach = [
     r | ({"forward passes": r["step"] * passes[r["task"], r["run"]],
           "seconds": round(r["step"] * cost[r["task"], r["optimizer"]])}
          if r["step"] is not None else {"step": "not reached", "forward passes": "—", "seconds": "—"})
-    for r in steps_to_reach(runs)
+    for r in reached
 ]  # fmt: skip
 if reach:
     table = pd.DataFrame(reach).drop(columns="optimizer").rename(columns={"steps": "run's steps"})
@@ -410,7 +410,6 @@ plt.show()
 # %%
 rows = {(r["task"], r["variant"]): r for r in full_protocol_rows(runs)}
 accuracy = paired_differences(runs, "lozo", "mezo")
-reached = steps_to_reach(runs)
 for task in sorted({t for t, _ in rows}):
     if task not in accuracy:
         print(f"{task}: LOZO and MeZO have not finished a run on a common seed yet; no conclusion.")
@@ -419,18 +418,11 @@ for task in sorted({t for t, _ in rows}):
         f"test accuracy at the best validation step: {difference_verdict('LOZO', 'MeZO', accuracy[task])}"
     ]
     step_seconds = {name: seconds for (t, name), seconds in cost.items() if t == task}
-    lozo = extensions(runs, task, "lozo")
-    if {"lozo", "mezo"} <= set(step_seconds):
-        verdict = speed_verdict(reached, task, step_seconds, lozo)
-        parts.append(f"at MeZO's published cost, {verdict}")
-        timing = timings[task]
-        kept = timing["results"].get("mezo-kept", {}) if timing else {}
-        if "step_s_median" in kept:
-            as_run = step_seconds | {"mezo": kept["step_s_median"]}
-            parts.append(
-                f"at the cost of MeZO with kept directions (as the campaign ran it), "
-                f"{speed_verdict(reached, task, as_run, lozo)}"
-            )
+    kept = (timings[task] or {}).get("results", {}).get("mezo-kept", {})
+    if "step_s_median" in kept:
+        step_seconds["mezo-kept"] = kept["step_s_median"]
+    for label, verdict in speed_verdicts(runs, task, step_seconds).items():
+        parts.append(f"at the cost of {label}, {verdict}")
     for (of, variant), fo in rows.items():
         if of == task and fo["optimizer"] == "fo-adam":
             parts.append(
