@@ -645,20 +645,55 @@ def full_protocol_markdown(
     return "\n".join(lines)
 
 
+def equal_time_verdict(
+    runs: list[dict],
+    task: str,
+    step_seconds: dict[str, float],
+    lozo: tuple[str, ...] = ("lozo",),
+    tolerance: float = 0.25,
+) -> str | None:
+    """Test accuracy at the best validation step, LOZO against MeZO at about equal seconds: of
+    LOZO's runs ``lozo`` (:func:`extensions`), the one whose length at ``step_seconds["lozo"]``
+    is closest to MeZO's run at ``step_seconds["mezo"]``, paired by seed
+    (:func:`difference_verdict`). None before the two share a seed, or when no LOZO run's
+    seconds lie within ``tolerance`` (relative) of MeZO's."""
+    steps: dict[str, int] = {}
+    for r in runs:
+        if r["task"] == task and r["variant"] in (*lozo, "mezo"):
+            steps[r["variant"]] = max(steps.get(r["variant"], 0), r["steps"])
+    if "mezo" not in steps or not steps.keys() - {"mezo"}:
+        return None
+    t_mezo = steps["mezo"] * step_seconds["mezo"]
+    variant = min(
+        steps.keys() - {"mezo"}, key=lambda v: abs(steps[v] * step_seconds["lozo"] - t_mezo)
+    )
+    diffs = paired_differences(runs, variant, "mezo").get(task)
+    t_lozo = steps[variant] * step_seconds["lozo"]
+    if not diffs or abs(t_lozo / t_mezo - 1) > tolerance:
+        return None
+    return (
+        f"at about equal seconds (within {tolerance:.0%}), LOZO for {steps[variant]} steps ({t_lozo:.0f} s) against MeZO "
+        f"for {steps['mezo']} ({t_mezo:.0f} s), test accuracy at the best validation step: "
+        + difference_verdict(f"LOZO ({steps[variant]} steps)", "MeZO", diffs)
+    )
+
+
 MEZO_COSTS = {"mezo": "MeZO as published", "mezo-kept": "MeZO with kept directions"}
 
 
 def speed_verdicts(runs: list[dict], task: str, step_seconds: dict[str, float]) -> dict[str, str]:
     """:func:`speed_verdict` on ``task`` once per MeZO cost in ``step_seconds`` (its keys are
     bench rows: ``mezo`` as published, ``mezo-kept`` with its directions kept, as the campaign
-    runs it), LOZO's longest runs counting (:func:`extensions`); keyed by the cost's label."""
+    runs it), LOZO's longest runs counting (:func:`extensions`), followed by the
+    :func:`equal_time_verdict` at that cost; keyed by the cost's label."""
     reach, lozo, out = steps_to_reach(runs), extensions(runs, task, "lozo"), {}
     for row, label in MEZO_COSTS.items():
         if {"lozo", row} <= set(step_seconds):
             as_mezo = step_seconds | {"mezo": step_seconds[row]}
             verdict = speed_verdict(reach, task, as_mezo, lozo)
+            accuracy = equal_time_verdict(runs, task, as_mezo, lozo)
             if verdict:
-                out[label] = verdict
+                out[label] = verdict + (f"; {accuracy}" if accuracy else "")
     return out
 
 

@@ -193,3 +193,22 @@ def test_a_longer_run_of_the_same_config_extends_the_verdict_seed_by_seed():
     assert "undecided: on 1 of 2 seeds" in text
     assert "seed 0: LOZO 150 s (step 300), MeZO 200 s" in text
     assert "seed 1: LOZO not within its 100 steps (50 s)" in text
+
+
+def test_at_equal_seconds_the_lozo_run_closest_to_mezos_length_is_paired_with_it():
+    def run(variant, seed, steps, acc):
+        r = _run(variant, seed, [1.0] * (steps // 100 + 1))
+        return r | {"eval_accuracy_at_best_validation": acc}
+
+    runs = [run("mezo", s, 1000, 0.75) for s in range(3)]
+    runs += [run("lozo", s, 1000, 0.72) for s in range(3)]
+    runs += [run("lozo-steps-2200", s, 2200, a) for s, a in enumerate((0.77, 0.771, 0.772))]
+    seconds = {"lozo": 2.0, "mezo": 4.0}
+    text = results.equal_time_verdict(runs, "sst2", seconds, ("lozo", "lozo-steps-2200"))
+    assert "LOZO for 2200 steps (4400 s) against MeZO for 1000 (4000 s)" in text
+    assert "LOZO (2200 steps) is higher than MeZO" in text
+    kept = results.equal_time_verdict(runs, "sst2", seconds | {"mezo": 2.3}, ("lozo", "lozo-steps-2200"))
+    assert "LOZO for 1000 steps (2000 s) against MeZO for 1000 (2300 s)" in kept
+    assert "LOZO (1000 steps) is lower than MeZO" in kept
+    assert results.equal_time_verdict(runs[3:], "sst2", seconds) is None
+    assert results.equal_time_verdict(runs[:6], "sst2", seconds) is None  # 2000 s is not about 4000 s
