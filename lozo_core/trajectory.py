@@ -59,6 +59,16 @@ class Trajectory:
         self.records.append(record)
         self.times.append(round(seconds, 4))
 
+    def chunk_times(self, cpu: dict | None = None) -> list[tuple[dict, list[float]]]:
+        """Each chunk with its steps' seconds; only the chunks run on ``cpu`` (the same
+        ``cpu_model`` and ``cpu_flags`` as :func:`lozo_core.provenance.cpu` gives), if given."""
+        return [
+            (c, self.times[c["start"] : c["end"]])
+            for c in self.chunks
+            if cpu is None
+            or all(c["machine"].get(k) == cpu.get(k) for k in ("cpu_model", "cpu_flags"))
+        ]
+
     def truncate(self, steps: int) -> None:
         """Keep the first ``steps`` steps and the evaluations up to them."""
         del self.records[steps:], self.times[steps:]

@@ -204,19 +204,10 @@ def own_step_seconds(task, optimizer, cpu=None):
             folder / "trajectory.json"
         ).exists():
             continue
-        t = Trajectory.load(folder)
-        for c in t.chunks:
-            m = c["machine"]
-            if cpu is None or (m.get("cpu_model"), m.get("cpu_flags")) == (
-                cpu.get("cpu_model"),
-                cpu.get("cpu_flags"),
-            ):
-                times += t.times[c["start"] : c["end"]]
-                rows.add(
-                    f"{optimizer}-kept"
-                    if c.get("keep_directions") and optimizer == "mezo"
-                    else optimizer
-                )
+        for c, chunk_times in Trajectory.load(folder).chunk_times(cpu):
+            times += chunk_times
+            kept = c.get("keep_directions") and optimizer == "mezo"
+            rows.add(f"{optimizer}-kept" if kept else optimizer)
     return (float(np.median(times)), ", ".join(sorted(rows)), len(times)) if times else None
 
 

@@ -55,6 +55,7 @@ from lozo_core.provenance import cpu, heavy_lock  # noqa: E402
 from lozo_core.results import sweep_run  # noqa: E402
 from lozo_core.tasks import get_task  # noqa: E402
 from lozo_core.train import TrainConfig  # noqa: E402
+from lozo_core.trajectory import Trajectory  # noqa: E402
 
 ESTIMATE = {  # AMD EPYC (AVX2), fp32, batch 16
     "step": {"mezo": 7.5, "fo-adam": 3.5, "default": 3.5},  # seconds per optimizer step
@@ -325,14 +326,9 @@ def speed_here(items: list[Item]) -> tuple[float, int] | None:
     ran so far, or ``None`` if it ran none: what the plan's AVX2 estimate is worth here."""
     here, measured, estimated, chunks = cpu(), 0.0, 0.0, 0
     for item in items:
-        trajectory = item.folder / "trajectory.json"
-        if not trajectory.exists():
+        if not (item.folder / "trajectory.json").exists():
             continue
-        t = json.loads(trajectory.read_text())
-        for chunk in t.get("chunks", []):
-            if {k: chunk["machine"].get(k) for k in here} != here:
-                continue
-            times = t["times"][chunk["start"] : chunk["end"]]
+        for _, times in Trajectory.load(item.folder).chunk_times(here):
             measured += sum(times)
             estimated += item.guessed_step() * len(times)
             chunks += 1

@@ -202,3 +202,13 @@ def test_a_run_whose_validation_loss_explodes_is_called_diverged(tmp_path, monke
     evals.append({"step": 200, "validation_loss": 12.6})
     (tmp_path / "trajectory.json").write_text(json.dumps({"evals": evals, "steps": 200}))
     assert driver.divergence(item, 3.0).startswith("diverged: validation loss 12.6 at step 200")
+
+
+def test_chunk_times_keep_only_the_chunks_run_on_the_given_cpu():
+    here = {"cpu_model": "A", "cpu_flags": ["avx2"]}
+    there = {"cpu_model": "A", "cpu_flags": ["avx2", "amx_bf16"]}
+    t = Trajectory({}, times=[1.0, 1.1, 0.4, 0.5, 1.2])
+    t.chunks = [{"start": 0, "end": 2, "machine": here}, {"start": 2, "end": 4, "machine": there},
+                {"start": 4, "end": 5, "machine": here}]  # fmt: skip
+    assert [times for _, times in t.chunk_times(here)] == [[1.0, 1.1], [1.2]]
+    assert [times for _, times in t.chunk_times()] == [[1.0, 1.1], [0.4, 0.5], [1.2]]

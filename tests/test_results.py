@@ -207,8 +207,11 @@ def test_at_equal_seconds_the_lozo_run_closest_to_mezos_length_is_paired_with_it
     text = results.equal_time_verdict(runs, "sst2", seconds, ("lozo", "lozo-steps-2200"))
     assert "LOZO for 2200 steps (4400 s) against MeZO for 1000 (4000 s)" in text
     assert "LOZO (2200 steps) is higher than MeZO" in text
-    kept = results.equal_time_verdict(runs, "sst2", seconds | {"mezo": 2.3}, ("lozo", "lozo-steps-2200"))
+    kept = results.equal_time_verdict(
+        runs, "sst2", seconds | {"mezo": 2.3}, ("lozo", "lozo-steps-2200")
+    )
     assert "LOZO for 1000 steps (2000 s) against MeZO for 1000 (2300 s)" in kept
     assert "LOZO (1000 steps) is lower than MeZO" in kept
     assert results.equal_time_verdict(runs[3:], "sst2", seconds) is None
-    assert results.equal_time_verdict(runs[:6], "sst2", seconds) is None  # 2000 s is not about 4000 s
+    only_1000_steps = runs[:6]  # 2000 s is not about 4000 s
+    assert results.equal_time_verdict(only_1000_steps, "sst2", seconds) is None
