@@ -265,9 +265,10 @@ else:
         fig, axes = plt.subplots(2, 3, figsize=(15, 7), sharey="row")
         for col, x in enumerate(("step", "forward passes", "seconds")):
             for row, y in enumerate(("validation loss", "validation accuracy")):
-                sns.lineplot(
-                    data=of_task, x=x, y=y, hue="run", errorbar="sd", marker="o", ax=axes[row, col]
-                )
+                legend = (row, col) == (0, 2)
+                sns.lineplot(data=of_task, x=x, y=y, hue="run", errorbar="sd", marker="o",
+                             ax=axes[row, col], legend=legend)  # fmt: skip
+        sns.move_legend(axes[0, 2], "upper left", bbox_to_anchor=(1.02, 1))
         fig.suptitle(f"{task}: validation curves, mean ± std over seeds")
         plt.tight_layout()
         plt.show()
