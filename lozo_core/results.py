@@ -422,6 +422,22 @@ def difference_verdict(a: str, b: str, diffs: list[float], alpha: float = 0.05) 
     return f"no difference between {a} and {b} detected ({numbers})"
 
 
+COMPARISONS = {("lozo", "mezo"): ("LOZO", "MeZO"), ("lozo-m", "lozo"): ("LOZO-M", "LOZO")}
+"""The accuracy claims the campaign tests, as (variant, against it): the LOZO paper's LOZO matching
+or beating MeZO, and LOZO-M (momentum at no memory) improving on LOZO."""
+
+
+def accuracy_verdicts(runs: list[dict], task: str) -> list[str]:
+    """:func:`difference_verdict` on the test accuracy at the best validation step of each of
+    :data:`COMPARISONS` that has finished on a common seed of ``task``."""
+    verdicts = []
+    for (a, b), (name_a, name_b) in COMPARISONS.items():
+        diffs = paired_differences(runs, a, b).get(task)
+        if diffs:
+            verdicts.append(difference_verdict(name_a, name_b, diffs))
+    return verdicts
+
+
 def campaign_timing(records: list[dict], task: str) -> dict | None:
     """The bench record that gives the campaign's seconds on ``task``: of the fp32 SmolLM2
     records, those timing ``task``'s own batches (``bench --task``), else those on random
@@ -638,9 +654,10 @@ def full_protocol_markdown(
         f"and seed share the data draw and batch order. CPUs: {'; '.join(cpus)}. Runs and trajectories: "
         "`data/results/full_protocol/`."
     )]  # fmt: skip
-    for task, diffs in paired_differences(runs, "lozo", "mezo").items():
-        verdict = difference_verdict("LOZO", "MeZO", diffs)
-        lines += ["", f"**{task}, test accuracy at the best validation step:** {verdict}."]
+    for task in sorted({r["task"] for r in runs}):
+        if verdicts := accuracy_verdicts(runs, task):
+            verdict = "; ".join(verdicts)
+            lines += ["", f"**{task}, test accuracy at the best validation step:** {verdict}."]
         lines += speed_lines(runs, bench or [], task)
     return "\n".join(lines)
 

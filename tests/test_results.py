@@ -123,6 +123,11 @@ def test_a_difference_gets_a_direction_only_when_the_seeds_agree_beyond_noise():
     diffs = results.paired_differences(runs, "lozo", "mezo")
     assert diffs["sst2"] == pytest.approx([-0.10, -0.09, -0.11])
     assert results.difference_verdict("LOZO", "MeZO", diffs["sst2"]).startswith("LOZO is lower")
+    runs += [run("lozo-m", s, acc) for s, acc in enumerate((0.72, 0.69, 0.70))]
+    lozo, lozo_m = results.accuracy_verdicts(runs, "sst2")
+    assert lozo.startswith("LOZO is lower than MeZO")
+    assert lozo_m.startswith("no difference between LOZO-M and LOZO detected (Δ = +0.003")
+    assert results.accuracy_verdicts(runs, "rte") == []
     noisy = [-0.10, 0.08, 0.01]
     assert results.difference_verdict("LOZO", "MeZO", noisy).startswith("no difference")
     assert "one seed" in results.difference_verdict("LOZO", "MeZO", [0.2])
