@@ -281,12 +281,11 @@ else:
 
 # %%
 passes = {(r["task"], r["variant"]): forward_equivalents(r["passes_per_step"]) for r in runs}
-reached = steps_to_reach(runs)
 reach = [
     r | ({"forward passes": r["step"] * passes[r["task"], r["run"]],
           "seconds": round(r["step"] * cost[r["task"], r["optimizer"]])}
          if r["step"] is not None else {"step": "not reached", "forward passes": "—", "seconds": "—"})
-    for r in reached
+    for r in steps_to_reach(runs)
 ]  # fmt: skip
 if reach:
     table = pd.DataFrame(reach).drop(columns="optimizer").rename(columns={"steps": "run's steps"})
@@ -407,7 +406,9 @@ rows = {(r["task"], r["variant"]): r for r in full_protocol_rows(runs)}
 for task in sorted({t for t, _ in rows}):
     verdicts = accuracy_verdicts(runs, task)
     if not verdicts:
-        print(f"{task}: LOZO and MeZO have not finished a run on a common seed yet; no conclusion.")
+        print(
+            f"{task}: no compared pair (LOZO, MeZO; LOZO-M, LOZO) has finished a common seed yet."
+        )
         continue
     parts = [f"test accuracy at the best validation step: {'; '.join(verdicts)}"]
     step_seconds = {name: seconds for (t, name), seconds in cost.items() if t == task}
