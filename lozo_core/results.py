@@ -553,6 +553,72 @@ def second_half_validation_change(run: dict) -> float | None:
     return statistics.linear_regression(steps, accuracy).slope * run["steps"] / 2
 
 
+def late_residuals(losses: list[float], tail: int = 300, window: int = 50) -> list[float]:
+    """The last ``tail`` per-step training losses minus their trailing ``window``-step moving
+    average: the step-to-step fluctuation late in training, with the slow trend removed."""
+    import pandas as pd
+
+    late = pd.Series(losses[-tail:], dtype=float)
+    return (late - late.rolling(window, min_periods=1).mean()).tolist()
+
+
+def equal_spread_test(x: list[float], y: list[float]) -> tuple[float, float]:
+    r"""Pitman–Morgan test of :math:`\operatorname{Var} x = \operatorname{Var} y` for paired
+    samples (here: two runs' residuals on the same batches): since
+    :math:`\operatorname{Cov}(x+y,\,x-y) = \operatorname{Var} x - \operatorname{Var} y`, the
+    variances are equal iff :math:`x+y` and :math:`x-y` are uncorrelated, tested by Pearson's
+    :math:`r` with :math:`n-2` degrees of freedom. Pairing removes what the samples share (the
+    batch-to-batch variation of the loss), so the test sees a small extra fluctuation in one run
+    that a comparison of two unpaired spreads would not. Treats steps as independent.
+    Returns (std x / std y, two-sided p)."""
+    from scipy.stats import pearsonr
+
+    total = [a + b for a, b in zip(x, y, strict=True)]
+    diff = [a - b for a, b in zip(x, y, strict=True)]
+    return statistics.stdev(x) / statistics.stdev(y), float(pearsonr(total, diff).pvalue)
+
+
+def fluctuation_verdict(
+    losses_a: list[float], losses_b: list[float], a: str, b: str, alpha: float = 0.05
+) -> str:
+    """One sentence on whether run ``a`` fluctuates more late in training than run ``b`` (the same
+    batches): :func:`equal_spread_test` on their :func:`late_residuals`, a direction only when
+    ``p < alpha``."""
+    x, y = late_residuals(losses_a), late_residuals(losses_b)
+    ratio, p = equal_spread_test(x, y)
+    shared = statistics.correlation(x, y)
+    numbers = (f"spread {statistics.stdev(x):.4f} against {statistics.stdev(y):.4f}, ratio {ratio:.3f}, "
+               f"Pitman–Morgan p = {p:.3g}; the residuals correlate {shared:.2f} through the shared batches")  # fmt: skip
+    if p < alpha:
+        return f"{a} fluctuates {'more' if ratio > 1 else 'less'} than {b} ({numbers})"
+    return f"no difference in fluctuation between {a} and {b} detected ({numbers})"
+
+
+FLUCTUATION = (("lozo", "ν = 50"), ("lozo-interval-1", "ν = 1"))
+"""The LOZO paper's suspicion that lazy sampling causes its late-training loss fluctuation, as
+(variant, label) of the two runs compared: LOZO at its lazy interval ν = 50 and at ν = 1."""
+
+
+def fluctuation_lines(runs: list[dict], task: str) -> list[str]:
+    """The README's :func:`fluctuation_verdict` of :data:`FLUCTUATION` on each seed of ``task``
+    on which both runs finished, from their trajectories' per-step losses."""
+    from lozo_core.trajectory import Trajectory
+
+    (lazy, lazy_label), (eager, eager_label) = FLUCTUATION
+    folders = {(r["variant"], r["seed"]): r["run"] for r in runs if r["task"] == task}
+    lines = []
+    for (variant, seed), folder in sorted(folders.items()):
+        if variant == lazy and (eager, seed) in folders:
+            losses = [Trajectory.load(RESULTS_DIR / FULL_PROTOCOL / f).training_losses()
+                      for f in (folder, folders[(eager, seed)])]  # fmt: skip
+            verdict = fluctuation_verdict(
+                *losses, f"LOZO at {lazy_label}", f"LOZO at {eager_label}"
+            )
+            lines += ["", f"**{task}, late-training fluctuation** (seed {seed}, training loss over the last "
+                          f"300 steps minus its 50-step moving average): {verdict}."]  # fmt: skip
+    return lines
+
+
 def full_protocol_rows(runs: list[dict]) -> list[dict]:
     """One row per (task, variant): seeds, lr, steps, test accuracy at the best-validation and
     last steps (mean ± std), the gain over zero-shot paired by seed, and how much validation
@@ -659,6 +725,7 @@ def full_protocol_markdown(
             verdict = "; ".join(verdicts)
             lines += ["", f"**{task}, test accuracy at the best validation step:** {verdict}."]
         lines += speed_lines(runs, bench or [], task)
+        lines += fluctuation_lines(runs, task)
     return "\n".join(lines)
 
 

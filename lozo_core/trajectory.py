@@ -53,6 +53,11 @@ class Trajectory:
     def steps(self) -> int:
         return len(self.records)
 
+    def training_losses(self) -> list[float]:
+        r"""Per step, the mean of the losses its queries measured at the perturbed points
+        :math:`\theta \pm \epsilon z`: the run's training-loss curve."""
+        return [float(np.mean(record["losses"])) for record in self.records]
+
     def append(self, record: dict, seconds: float) -> None:
         if record["step"] != self.steps:
             raise ValueError(f"trajectory: got step {record['step']}, expected {self.steps}")

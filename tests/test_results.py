@@ -220,3 +220,23 @@ def test_at_equal_seconds_the_lozo_run_closest_to_mezos_length_is_paired_with_it
     assert results.equal_time_verdict(runs[3:], "sst2", seconds) is None
     only_1000_steps = runs[:6]  # 2000 s is not about 4000 s
     assert results.equal_time_verdict(only_1000_steps, "sst2", seconds) is None
+
+
+def test_the_fluctuation_test_sees_a_small_extra_noise_that_the_shared_batches_would_hide():
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    batches = 0.5 + rng.normal(0, 0.10, 1000)
+    quiet = list(batches + rng.normal(0, 0.02, 1000))
+    loud = list(batches + rng.normal(0, 0.06, 1000))
+    x, y = results.late_residuals(loud), results.late_residuals(quiet)
+    assert len(x) == 300
+    ratio, p = results.equal_spread_test(x, y)
+    assert 1.0 < ratio < 1.2 and p < 0.01
+    assert results.equal_spread_test(y, x) == pytest.approx((1 / ratio, p))
+    assert results.fluctuation_verdict(loud, quiet, "ν = 50", "ν = 1").startswith(
+        "ν = 50 fluctuates more than ν = 1"
+    )
+    assert results.fluctuation_verdict(quiet, loud, "a", "b").startswith("a fluctuates less")
+    other = list(batches + rng.normal(0, 0.02, 1000))
+    assert results.fluctuation_verdict(quiet, other, "a", "b").startswith("no difference")
