@@ -326,7 +326,7 @@ if len(pair) == 2:
     print(
         "ν explains (part of) the fluctuation"
         if verdict.startswith(f"{next(iter(pair))} fluctuates more")
-        else "no evidence that ν explains the fluctuation (exercise 2: the test's power)"
+        else "that ν explains the fluctuation is not shown at p < 0.05 (exercise 2: the test's power)"
     )
 else:
     print(f"the ν = 50 / ν = 1 pair has not finished yet ({', '.join(pair) or 'neither'} done)")
