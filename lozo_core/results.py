@@ -599,23 +599,28 @@ FLUCTUATION = (("lozo", "ν = 50"), ("lozo-interval-1", "ν = 1"))
 (variant, label) of the two runs compared: LOZO at its lazy interval ν = 50 and at ν = 1."""
 
 
-def fluctuation_lines(runs: list[dict], task: str) -> list[str]:
-    """The README's :func:`fluctuation_verdict` of :data:`FLUCTUATION` on each seed of ``task``
-    on which both runs finished, from their trajectories' per-step losses."""
+def fluctuation_pairs(runs: list[dict], task: str) -> dict[int, dict[str, list[float]]]:
+    """Per seed of ``task`` on which both runs of :data:`FLUCTUATION` finished: label → the run's
+    per-step training losses (:meth:`Trajectory.training_losses`), ν = 50 first."""
     from lozo_core.trajectory import Trajectory
 
-    (lazy, lazy_label), (eager, eager_label) = FLUCTUATION
     folders = {(r["variant"], r["seed"]): r["run"] for r in runs if r["task"] == task}
+    seeds = sorted(seed for variant, seed in folders if variant == FLUCTUATION[0][0])
+    return {
+        seed: {label: Trajectory.load(RESULTS_DIR / FULL_PROTOCOL / folders[(variant, seed)]).training_losses()
+               for variant, label in FLUCTUATION}
+        for seed in seeds
+        if all((variant, seed) in folders for variant, _ in FLUCTUATION)
+    }  # fmt: skip
+
+
+def fluctuation_lines(runs: list[dict], task: str) -> list[str]:
+    """The README's :func:`fluctuation_verdict` on each of :func:`fluctuation_pairs`."""
     lines = []
-    for (variant, seed), folder in sorted(folders.items()):
-        if variant == lazy and (eager, seed) in folders:
-            losses = [Trajectory.load(RESULTS_DIR / FULL_PROTOCOL / f).training_losses()
-                      for f in (folder, folders[(eager, seed)])]  # fmt: skip
-            verdict = fluctuation_verdict(
-                *losses, f"LOZO at {lazy_label}", f"LOZO at {eager_label}"
-            )
-            lines += ["", f"**{task}, late-training fluctuation** (seed {seed}, training loss over the last "
-                          f"300 steps minus its 50-step moving average): {verdict}."]  # fmt: skip
+    for seed, pair in fluctuation_pairs(runs, task).items():
+        verdict = fluctuation_verdict(*pair.values(), *(f"LOZO at {label}" for label in pair))
+        lines += ["", f"**{task}, late-training fluctuation** (seed {seed}, training loss over the last "
+                      f"300 steps minus its 50-step moving average): {verdict}."]  # fmt: skip
     return lines
 
 

@@ -42,7 +42,6 @@ import seaborn as sns
 from lozo_core.optim.table import forward_equivalents
 from lozo_core.provenance import REPO_ROOT, banner
 from lozo_core.results import (
-    FLUCTUATION,
     FULL_PROTOCOL,
     RESULTS_DIR,
     accuracy_verdicts,
@@ -50,6 +49,7 @@ from lozo_core.results import (
     cpu_line,
     dtype_ratio_lines,
     equal_spread_test,
+    fluctuation_pairs,
     fluctuation_verdict,
     full_protocol_markdown,
     full_protocol_rows,
@@ -310,15 +310,12 @@ else:
 # fluctuation if ν = 50 fluctuates more than ν = 1 at p < 0.05.
 
 # %%
-pair = {}
-for variant, label in FLUCTUATION:
-    if (root / "sst2" / f"{variant}_s0" / "summary.json").exists():
-        pair[label] = Trajectory.load(root / "sst2" / f"{variant}_s0").training_losses()
-if len(pair) == 2:
+pairs = fluctuation_pairs(runs, "sst2")
+for seed, pair in pairs.items():
     fig, ax = plt.subplots(figsize=(10, 3.5))
     for label, loss in pair.items():
         ax.plot(pd.Series(loss).rolling(20).mean(), label=f"{label} (20-step mean)")
-    ax.set(xlabel="step", ylabel="training loss", title="LOZO, SST-2, seed 0")
+    ax.set(xlabel="step", ylabel="training loss", title=f"LOZO, SST-2, seed {seed}")
     ax.legend()
     plt.show()
     verdict = fluctuation_verdict(*pair.values(), *pair)
@@ -328,8 +325,8 @@ if len(pair) == 2:
         if verdict.startswith(f"{next(iter(pair))} fluctuates more")
         else "that ν explains the fluctuation is not shown at p < 0.05 (exercise 2: the test's power)"
     )
-else:
-    print(f"the ν = 50 / ν = 1 pair has not finished yet ({', '.join(pair) or 'neither'} done)")
+if not pairs:
+    print("the ν = 50 / ν = 1 pair has not finished on a common seed yet")
 
 # %% [markdown]
 # ## 6.6 Replay across machines
