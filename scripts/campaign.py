@@ -3,17 +3,19 @@
     python scripts/campaign.py [--plan PLAN] status            # progress table with the time left
     python scripts/campaign.py [--plan PLAN] run [--hours H] [--commit]
 
-``run`` takes the plan's items in order (the learning-rate sweep, then the campaign), skips
-what is done, and advances the next unfinished run by one chunk at a time (``--until``), each
-chunk in its own ``python -m lozo_core.train --resume`` process. Every chunk leaves the run's
+``run`` takes the plan's items in order (the learning-rate sweep, then the campaign), skips what is
+done, and advances the next unfinished run by one chunk at a time (``--until``), each chunk in its
+own ``python -m lozo_core.train --resume`` process. Every chunk leaves the run's
 ``trajectory.json`` (config, per-step losses, evaluations, the machine of every chunk) in the
 plan's results folder (``[protocol] results``, default ``data/results/full_protocol/``; the
-environment variable ``LOZO_CAMPAIGN_RESULTS`` overrides it); with ``--commit`` it is committed
-at once, so the campaign can be stopped at any moment and continued later, on another machine,
-from what is committed. A run that fails (non-finite loss) is recorded in ``failed.json`` and
-not retried; so is a run that diverged — with ``[protocol] divergence_ratio = R``, one whose
-validation loss after a chunk exceeds R times its step-0 (zero-shot) validation loss: its
-trajectory so far is kept, and the time of its remaining chunks is saved.
+environment variable ``LOZO_CAMPAIGN_RESULTS`` overrides it); with ``--commit`` it is committed at
+once, so the campaign can be stopped at any moment and continued later, on another machine, from
+what is committed. ``--hours H`` stops starting chunks after H hours, and does not start a
+first-order run — one chunk, with no trajectory to resume from — that would end later by its
+estimate on this CPU (``seconds_here``). A run that fails (non-finite loss) is recorded in
+``failed.json`` and not retried; so is a run that diverged — with ``[protocol] divergence_ratio =
+R``, one whose validation loss after a chunk exceeds R times its step-0 (zero-shot) validation
+loss: its trajectory so far is kept, and the time of its remaining chunks is saved.
 
 The plan: ``[protocol]`` (the train options every run shares), one ``[sweep]`` or several named
 ``[[sweep]]`` tables (learning rates per optimizer, chosen on validation), and ``[[campaign]]``
@@ -131,8 +133,10 @@ class Item:
         """What is left of this run in the plan's AVX2 seconds (steps, evaluations, chunk starts);
         ``speed_here`` scales it to the CPU at hand."""
         status, done = self.state()
-        if status in ("done", "failed"):
-            return 0.0
+        return 0.0 if status in ("done", "failed") else self.seconds_from(done)
+
+    def seconds_from(self, done: int) -> float:
+        """The plan's AVX2 seconds of this run from step ``done`` to its end."""
         task = self.args["task"]
         per_step = self.guessed_step()
         evals = (self.steps - done) / self.args["eval_every"] + 1
@@ -335,6 +339,25 @@ def speed_here(items: list[Item]) -> tuple[float, int] | None:
     return (measured / estimated, chunks) if estimated else None
 
 
+def seconds_here(item: Item, items: list[Item]) -> float:
+    """What is left of ``item`` in seconds on this CPU: its AVX2 estimate scaled by the wall time
+    of the finished runs of its optimizer that ran here (whole runs: a first-order run is one
+    chunk), else by :func:`speed_here`, else unscaled."""
+    here, measured, estimated = cpu(), 0.0, 0.0
+    for other in items:
+        summary = other.folder / "summary.json"
+        if other.args["optimizer"] != item.args["optimizer"] or not summary.exists():
+            continue
+        ran = json.loads(summary.read_text())
+        if all(ran["machine"].get(k) == v for k, v in here.items()) and "wall_time_s" in ran:
+            measured += ran["wall_time_s"]
+            estimated += other.seconds_from(0)
+    if estimated:
+        return measured / estimated * item.seconds_left()
+    speed = speed_here(items)
+    return (speed[0] if speed else 1.0) * item.seconds_left()
+
+
 def status(plan: dict) -> str:
     items, blocked = all_items(plan)
     lines = [f"{'run':42} {'state':8} {'steps':>11} {'hours left':>10}"]
@@ -444,6 +467,16 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
             print("campaign: nothing left that can run now")
             return 0
         item = pending[0]
+        if not item.zeroth_order:
+            need, left = seconds_here(item, items), deadline - time.time()
+            if need > left:
+                print(
+                    f"campaign: {item.name} runs in one chunk that cannot be resumed and needs "
+                    f"about {need / 60:.0f} min here, more than the {left / 60:.0f} min left of "
+                    "--hours; stopping",
+                    flush=True,
+                )
+                return 0
         ratio = plan["protocol"].get("divergence_ratio")
         diverged = divergence(item, ratio) if item.state()[0] == "partial" else None
         if diverged:
@@ -474,7 +507,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("status", help="print the progress table")
     r = sub.add_parser("run", help="run what is missing, one chunk at a time")
-    r.add_argument("--hours", type=float, default=1e9, help="stop starting chunks after this long")
+    r.add_argument(
+        "--hours",
+        type=float,
+        default=1e9,
+        help="stop starting chunks after this long; a first-order run (one chunk) starts only if "
+        "it is estimated to finish in time",
+    )
     r.add_argument("--commit", action="store_true", help="git-commit each chunk's JSON at once")
     r.add_argument("--only", nargs="*", help="run only these optimizers' items")
     p.add_argument("--plan", type=Path, default=PLAN, help="the plan (TOML)")

@@ -212,3 +212,28 @@ def test_chunk_times_keep_only_the_chunks_run_on_the_given_cpu():
                 {"start": 4, "end": 5, "machine": here}]  # fmt: skip
     assert [times for _, times in t.chunk_times(here)] == [[1.0, 1.1], [1.2]]
     assert [times for _, times in t.chunk_times()] == [[1.0, 1.1], [0.4, 0.5], [1.2]]
+
+
+def test_a_first_order_run_starts_only_if_it_can_finish_within_the_hours(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("campaign", REPO_ROOT / "scripts/campaign.py")
+    driver = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "campaign", driver)
+    spec.loader.exec_module(driver)
+    args = {"optimizer": "fo-adam", "task": "sst2", "k_shot": 0, "eval_examples": 872}
+    done, waiting = (
+        driver.Item(name, tmp_path / name, args | {"eval_every": every}, steps, steps, {})
+        for name, steps, every in (("short", 315, 21), ("long", 630, 42))
+    )
+    done.folder.mkdir()
+    ran = {"machine": driver.cpu(), "wall_time_s": 0.5 * done.seconds_from(0)}
+    (done.folder / "summary.json").write_text(json.dumps(ran))
+    assert abs(driver.seconds_here(waiting, [done, waiting]) - 0.5 * waiting.seconds_left()) < 1e-6
+    ran["machine"] = {"cpu_model": "elsewhere", "cpu_flags": []}
+    (done.folder / "summary.json").write_text(json.dumps(ran))
+    assert driver.seconds_here(waiting, [done, waiting]) == waiting.seconds_left()
+
+    (tmp_path / "plan.toml").write_text(PLAN.replace("lozo = [1e-3, 1e-2], ", ""))
+    stopped = campaign(tmp_path, "run", "--hours", "0.001")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "sweep/sst2_fo-adam_lr0.001 runs in one chunk that cannot be resumed" in stopped.stdout
+    assert not (tmp_path / "results").exists()
