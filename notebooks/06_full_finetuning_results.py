@@ -417,7 +417,9 @@ for task in sorted({t for t, _ in rows}):
     for (of, variant), fo in rows.items():
         if of == task and fo["optimizer"] == "fo-adam":
             parts.append(
-                f"{variant} ({fo['steps']} steps): {fo['test_at_best_validation']} ({fo['seeds']} seeds)"
+                f"{variant} ({fo['steps']} steps): {fo['test_at_best_validation']} ({fo['seeds']} "
+                f"seeds); validation accuracy changed {fo['second_half_change']} over the second "
+                "half (one evaluation's standard error: about 0.02)"
             )
     print(f"{task}:", *(f"  - {part}." for part in parts), sep="\n")
 if not rows:
