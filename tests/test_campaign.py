@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.trajectory import Trajectory
 
@@ -50,6 +52,16 @@ def campaign(tmp_path, *args):
     return subprocess.run(
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+@pytest.fixture
+def driver(monkeypatch):
+    """``scripts/campaign.py`` imported as a module."""
+    spec = importlib.util.spec_from_file_location("campaign", REPO_ROOT / "scripts/campaign.py")
+    driver = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "campaign", driver)
+    spec.loader.exec_module(driver)
+    return driver
 
 
 def test_a_tiny_campaign_runs_in_chunks_and_resumes(tmp_path):
@@ -189,11 +201,7 @@ def test_a_plan_carries_train_args_per_sweep_and_block_and_its_results_folder(tm
     assert bad.returncode != 0 and "['objectiv'] are not train options" in bad.stderr
 
 
-def test_a_run_whose_validation_loss_explodes_is_called_diverged(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("campaign", REPO_ROOT / "scripts/campaign.py")
-    driver = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "campaign", driver)
-    spec.loader.exec_module(driver)
+def test_a_run_whose_validation_loss_explodes_is_called_diverged(tmp_path, driver):
     item = driver.Item("r", tmp_path, {"optimizer": "lozo", "task": "sst2"}, 300, 100, {})
     evals = [{"step": 0, "validation_loss": 0.96}, {"step": 100, "validation_loss": 2.5}]
     (tmp_path / "trajectory.json").write_text(json.dumps({"evals": evals, "steps": 100}))
@@ -214,11 +222,7 @@ def test_chunk_times_keep_only_the_chunks_run_on_the_given_cpu():
     assert [times for _, times in t.chunk_times()] == [[1.0, 1.1], [0.4, 0.5], [1.2]]
 
 
-def test_a_first_order_run_starts_only_if_it_can_finish_within_the_hours(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("campaign", REPO_ROOT / "scripts/campaign.py")
-    driver = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "campaign", driver)
-    spec.loader.exec_module(driver)
+def test_a_first_order_run_starts_only_if_it_can_finish_within_the_hours(tmp_path, driver):
     args = {"optimizer": "fo-adam", "task": "sst2", "k_shot": 0, "eval_examples": 872}
     done, waiting = (
         driver.Item(name, tmp_path / name, args | {"eval_every": every}, steps, steps, {})
