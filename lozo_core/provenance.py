@@ -75,6 +75,12 @@ def cpu() -> dict:
     return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
 
 
+def same_cpu(machine: dict, info: dict) -> bool:
+    """Whether the recorded ``machine`` (:func:`machine`) has the CPU ``info`` names (:func:`cpu`:
+    the same model and flags), so that its timings compare with that CPU's."""
+    return all(machine.get(k) == info.get(k) for k in ("cpu_model", "cpu_flags"))
+
+
 def cpu_slug(info: dict | None = None) -> str:
     """A file-name-safe name for a CPU (default this one): its model and its fastest bf16
     instruction, e.g. ``amd-epyc-avx512bf16`` or ``intel-r-xeon-r-processor-amxbf16``."""

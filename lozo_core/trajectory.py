@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lozo_core.provenance import same_cpu
+
 FORMAT = "lozo-trajectory/1"
 FILENAME = "trajectory.json"
 
@@ -65,13 +67,13 @@ class Trajectory:
         self.times.append(round(seconds, 4))
 
     def chunk_times(self, cpu: dict | None = None) -> list[tuple[dict, list[float]]]:
-        """Each chunk with its steps' seconds; only the chunks run on ``cpu`` (the same
-        ``cpu_model`` and ``cpu_flags`` as :func:`lozo_core.provenance.cpu` gives), if given."""
+        """Each chunk with its steps' seconds; only the chunks run on ``cpu`` (a
+        :func:`lozo_core.provenance.cpu`, matched by :func:`~lozo_core.provenance.same_cpu`), if
+        given."""
         return [
             (c, self.times[c["start"] : c["end"]])
             for c in self.chunks
-            if cpu is None
-            or all(c["machine"].get(k) == cpu.get(k) for k in ("cpu_model", "cpu_flags"))
+            if cpu is None or same_cpu(c["machine"], cpu)
         ]
 
     def truncate(self, steps: int) -> None:

@@ -53,7 +53,7 @@ PLAN = ROOT / "scripts" / "full_protocol.toml"
 sys.path.insert(0, str(ROOT))
 
 from lozo_core.optim.table import TABLE  # noqa: E402
-from lozo_core.provenance import cpu, heavy_lock  # noqa: E402
+from lozo_core.provenance import cpu, heavy_lock, same_cpu  # noqa: E402
 from lozo_core.results import sweep_run  # noqa: E402
 from lozo_core.tasks import get_task  # noqa: E402
 from lozo_core.train import TrainConfig  # noqa: E402
@@ -349,7 +349,7 @@ def seconds_here(item: Item, items: list[Item]) -> float:
         if other.args["optimizer"] != item.args["optimizer"] or not summary.exists():
             continue
         ran = json.loads(summary.read_text())
-        if all(ran["machine"].get(k) == v for k, v in here.items()) and "wall_time_s" in ran:
+        if same_cpu(ran["machine"], here) and "wall_time_s" in ran:
             measured += ran["wall_time_s"]
             estimated += other.seconds_from(0)
     if estimated:
