@@ -11,8 +11,8 @@ plan's results folder (``[protocol] results``, default ``data/results/full_proto
 environment variable ``LOZO_CAMPAIGN_RESULTS`` overrides it); with ``--commit`` it is committed at
 once, so the campaign can be stopped at any moment and continued later, on another machine, from
 what is committed. ``--hours H`` stops starting chunks after H hours, and does not start a
-first-order run — one chunk, with no trajectory to resume from — that would end later by its
-estimate on this CPU (``seconds_here``). A run that fails (non-finite loss) is recorded in
+first-order or zero-shot run — one chunk, with no trajectory to resume from — that would end later
+by its estimate on this CPU (``seconds_here``). A run that fails (non-finite loss) is recorded in
 ``failed.json`` and not retried; so is a run that diverged — with ``[protocol] divergence_ratio =
 R``, one whose validation loss after a chunk exceeds R times its step-0 (zero-shot) validation
 loss: its trajectory so far is kept, and the time of its remaining chunks is saved.
@@ -341,8 +341,8 @@ def speed_here(items: list[Item]) -> tuple[float, int] | None:
 
 def seconds_here(item: Item, items: list[Item]) -> float:
     """What is left of ``item`` in seconds on this CPU: its AVX2 estimate scaled by the wall time
-    of the finished runs of its optimizer that ran here (whole runs: a first-order run is one
-    chunk), else by :func:`speed_here`, else unscaled."""
+    of the finished runs of its optimizer that ran here (whole runs: a first-order or zero-shot run
+    is one chunk), else by :func:`speed_here`, else unscaled."""
     here, measured, estimated = cpu(), 0.0, 0.0
     for other in items:
         summary = other.folder / "summary.json"
@@ -511,8 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         "--hours",
         type=float,
         default=1e9,
-        help="stop starting chunks after this long; a first-order run (one chunk) starts only if "
-        "it is estimated to finish in time",
+        help="stop starting chunks after this long; a first-order or zero-shot run (one chunk) "
+        "starts only if it is estimated to finish in time",
     )
     r.add_argument("--commit", action="store_true", help="git-commit each chunk's JSON at once")
     r.add_argument("--only", nargs="*", help="run only these optimizers' items")
