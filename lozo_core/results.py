@@ -405,18 +405,21 @@ def paired_differences(
     return diffs
 
 
-def difference_verdict(a: str, b: str, diffs: list[float], alpha: float = 0.05) -> str:
+def difference_verdict(
+    a: str, b: str, diffs: list[float], alpha: float = 0.05, unit: str = "seeds"
+) -> str:
     r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when a
     two-sided one-sample t-test of :math:`\bar d = 0` over the seeds gives :math:`p < \alpha`
-    (with 3 seeds, :math:`|t| > 4.30`); otherwise "no difference detected" with the numbers."""
+    (with 3 seeds, :math:`|t| > 4.30`); otherwise "no difference detected" with the numbers.
+    ``unit`` names what the differences pair over (seeds, or e.g. task-seed pairs)."""
     from scipy.stats import ttest_1samp
 
     n, mean = len(diffs), statistics.mean(diffs)
     if n < 2:
-        return f"{a} − {b} = {mean:+.3f} on one seed: too few seeds for a verdict"
+        return f"{a} − {b} = {mean:+.3f} on one pair: too few {unit} for a verdict"
     sd = statistics.stdev(diffs)
     p = float(ttest_1samp(diffs, 0.0).pvalue) if sd > 0 else (1.0 if mean == 0 else 0.0)
-    numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} seeds, paired t-test p = {p:.3f}"
+    numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} {unit}, paired t-test p = {p:.3f}"
     if p < alpha:
         return f"{a} is {'higher' if mean > 0 else 'lower'} than {b} ({numbers})"
     return f"no difference between {a} and {b} detected ({numbers})"

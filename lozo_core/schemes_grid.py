@@ -10,6 +10,10 @@ zero-shot test accuracy of the same task, seed (so the same test sample) and sta
 The starting model is the scheme's: prefix tuning starts from random virtual tokens, so it has
 its own zero-shot run; a LoRA adapter starts at :math:`B_{lora}=0`, i.e. from the full model, so
 LoRA's gains are taken over the full scheme's zero-shot run.
+
+:func:`verdicts` states what the gains show with :func:`lozo_core.results.difference_verdict`: a
+direction only where a paired t-test over seeds gives :math:`p < 0.05` (with 3 seeds,
+:math:`|t| > 4.30`), otherwise "no difference detected" with the numbers.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from pathlib import Path
 
 import tomllib
 
+from lozo_core.optim.table import row
 from lozo_core.provenance import REPO_ROOT
-from lozo_core.results import RESULTS_DIR
+from lozo_core.results import RESULTS_DIR, difference_verdict
 
 GRID = "schemes_grid"
 PLAN = REPO_ROOT / "scripts" / "schemes_grid.toml"
@@ -129,3 +134,52 @@ def cost_per_scheme(recorded: list[dict]) -> list[dict]:
         }  # fmt: skip
         for (scheme, optimizer), group in sorted(groups.items())
     ]
+
+
+def _paired(a: dict, b: dict) -> list[float]:
+    """``a[k] - b[k]`` for every key both hold, in key order."""
+    return [a[k] - b[k] for k in sorted(a.keys() & b.keys())]
+
+
+def verdicts(gain_rows: list[dict]) -> list[str]:
+    """What the grid's :func:`gains` show, one sentence per question:
+
+    * each (task, scheme, optimizer) cell: its gain over zero-shot, over seeds;
+    * LOZO against MeZO per (task, scheme), paired by seed, then per scheme pooled over the tasks
+      both ran (paired by task and seed): does LOZO's low-rank direction help, hurt or change
+      nothing on full weights, on a LoRA adapter, on a prefix?
+    * task alignment: LOZO's gain on SST-2 in MeZO's format (``sst2``) against its gain in the
+      review format (``sst2-review``), full scheme, paired by seed.
+    """
+    cells: dict[tuple[str, str, str], dict[int, float]] = {}
+    for r in gain_rows:
+        cells.setdefault((r["task"], r["scheme"], r["optimizer"]), {})[r["seed"]] = r["gain"]
+    lines = []
+    for (task, scheme, optimizer), by_seed in sorted(cells.items()):
+        values = [by_seed[seed] for seed in sorted(by_seed)]
+        label = f"{row(optimizer).label} fine-tuned"
+        lines.append(f"{task}, {scheme}: " + difference_verdict(label, "zero-shot", values))
+    pooled: dict[tuple[str, str], dict[tuple[str, int], float]] = {}
+    for (task, scheme, optimizer), by_seed in cells.items():
+        for seed, gain in by_seed.items():
+            pooled.setdefault((scheme, optimizer), {})[(task, seed)] = gain
+    for scheme in sorted({scheme for _, scheme, _ in cells}):
+        lozo, mezo = pooled.get((scheme, "lozo"), {}), pooled.get((scheme, "mezo"), {})
+        tasks = sorted({task for task, _ in lozo.keys() & mezo.keys()})
+        for task in tasks:
+            diffs = _paired(cells[(task, scheme, "lozo")], cells[(task, scheme, "mezo")])
+            lines.append(f"{task}, {scheme}: " + difference_verdict("LOZO", "MeZO", diffs))
+        if len(tasks) > 1:
+            diffs = _paired(lozo, mezo)
+            verdict = difference_verdict("LOZO", "MeZO", diffs, unit="task-seed pairs")
+            lines.append(f"all tasks, {scheme}: " + verdict)
+    if diffs := _paired(
+        *(cells.get((task, "full", "lozo"), {}) for task in ("sst2", "sst2-review"))
+    ):
+        lines.append(
+            "task alignment, LOZO on full: "
+            + difference_verdict(
+                "the gain in MeZO's format", "the gain in the review format", diffs
+            )
+        )
+    return lines

@@ -8,7 +8,14 @@ import sys
 import pytest
 
 from lozo_core.provenance import REPO_ROOT
-from lozo_core.schemes_grid import cost_per_scheme, gains, load_plan, planned_runs, runs
+from lozo_core.schemes_grid import (
+    cost_per_scheme,
+    gains,
+    load_plan,
+    planned_runs,
+    runs,
+    verdicts,
+)
 
 
 def test_planned_runs_are_the_drivers_campaign_runs(tmp_path, monkeypatch):
@@ -56,3 +63,33 @@ def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_pat
     assert (lora["scheme"], prefix["runs"], prefix["peak_memory_MiB"], prefix["seconds_per_step"]) == (
         "lora", 2, 1024.0, 2.0,
     )  # fmt: skip
+
+
+def test_verdicts_give_a_direction_only_where_the_seeds_agree():
+    def cell(task, scheme, optimizer, values):
+        return [{"task": task, "scheme": scheme, "optimizer": optimizer, "seed": seed, "gain": g}
+                for seed, g in enumerate(values)]  # fmt: skip
+
+    rows = (
+        cell("copa", "lora", "lozo", [0.10, 0.11, 0.12])
+        + cell("copa", "lora", "mezo", [0.00, 0.01, -0.01])
+        + cell("wic", "lora", "lozo", [0.02, -0.03, 0.01])
+        + cell("wic", "lora", "mezo", [0.01, 0.02, -0.02])
+        + cell("wic", "prefix", "fo-adam", [0.05])
+        + cell("sst2", "full", "lozo", [0.05, 0.06, 0.04])
+        + cell("sst2-review", "full", "lozo", [0.02, 0.07, 0.00])
+    )
+    lines = verdicts(rows)
+    said = {line.split(": ", 1)[0] + ": " + line.split(": ", 1)[1].split(" (")[0] for line in lines}
+    assert "copa, lora: LOZO fine-tuned is higher than zero-shot" in said
+    assert "copa, lora: LOZO is higher than MeZO" in said
+    assert "wic, lora: no difference between LOZO and MeZO detected" in said
+    assert (
+        "wic, prefix: FO-Adam fine-tuned − zero-shot = +0.050 on one pair: too few seeds for a verdict"
+        in said
+    )
+    pooled = next(line for line in lines if line.startswith("all tasks, lora"))
+    assert "over 6 task-seed pairs" in pooled
+    assert not any(line.startswith("all tasks, full") for line in lines)
+    alignment = next(line for line in lines if line.startswith("task alignment"))
+    assert "no difference" in alignment and "over 3 seeds" in alignment
