@@ -432,12 +432,21 @@ or beating MeZO, and LOZO-M (momentum at no memory) improving on LOZO."""
 
 def accuracy_verdicts(runs: list[dict], task: str) -> list[str]:
     """:func:`difference_verdict` on the test accuracy at the best validation step of each of
-    :data:`COMPARISONS` that has finished on a common seed of ``task``."""
+    :data:`COMPARISONS` that has finished on a common seed of ``task``, then on each pair of
+    their longer runs (:func:`extensions`) of equal length, e.g. LOZO and MeZO for 2200 steps."""
+    steps = {r["variant"]: r["steps"] for r in runs if r["task"] == task}
     verdicts = []
     for (a, b), (name_a, name_b) in COMPARISONS.items():
-        diffs = paired_differences(runs, a, b).get(task)
-        if diffs:
+        if diffs := paired_differences(runs, a, b).get(task):
             verdicts.append(difference_verdict(name_a, name_b, diffs))
+        for longer_a in extensions(runs, task, a)[1:]:
+            for longer_b in extensions(runs, task, b)[1:]:
+                diffs = paired_differences(runs, longer_a, longer_b).get(task)
+                if steps[longer_a] == steps[longer_b] and diffs:
+                    n = steps[longer_a]
+                    verdicts.append(
+                        difference_verdict(f"{name_a} ({n} steps)", f"{name_b} ({n} steps)", diffs)
+                    )
     return verdicts
 
 
@@ -458,10 +467,14 @@ def campaign_timing(records: list[dict], task: str) -> dict | None:
 
 
 def steps_to_reach(runs: list[dict], target: str = "mezo") -> list[dict]:
-    """Per task and seed on which ``target`` finished: its best validation loss and, for every
-    finished run of that seed, the first evaluated step at which the run's validation loss is at
-    or below it (``None``: not reached within the run)."""
-    goals = {(r["task"], r["seed"]): r for r in runs if r["variant"] == target}
+    """Per task and seed on which ``target`` finished: the best validation loss of its longest run
+    (``target`` or a run extending it, :func:`extensions`) and, for every finished run of that
+    seed, the first evaluated step at which the run's validation loss is at or below it
+    (``None``: not reached within the run)."""
+    goals: dict[tuple[str, int], dict] = {}
+    for task in {r["task"] for r in runs}:
+        for r in longest_per_seed(runs, task, extensions(runs, task, target)).values():
+            goals[(task, r["seed"])] = r
     out = []
     for r in sorted(runs, key=lambda r: (r["task"], r["seed"])):
         goal = goals.get((r["task"], r["seed"]))
@@ -488,28 +501,42 @@ def extensions(runs: list[dict], task: str, variant: str) -> tuple[str, ...]:
     return (variant, *sorted(longer))
 
 
+def longest_per_seed(
+    rows: list[dict], task: str, variants: tuple[str, ...], key: str = "variant"
+) -> dict[int, dict]:
+    """Per seed, the row of ``task`` whose ``key`` is among ``variants`` with the most steps."""
+    longest: dict[int, dict] = {}
+    for r in rows:
+        longer = r["steps"] > longest.get(r["seed"], {"steps": -1})["steps"]
+        if r["task"] == task and r[key] in variants and longer:
+            longest[r["seed"]] = r
+    return longest
+
+
 def speed_verdict(
-    reach: list[dict], task: str, step_seconds: dict[str, float], lozo: tuple[str, ...] = ("lozo",)
+    reach: list[dict],
+    task: str,
+    step_seconds: dict[str, float],
+    lozo: tuple[str, ...] = ("lozo",),
+    mezo: tuple[str, ...] = ("mezo",),
 ) -> str | None:
     """Whether LOZO reaches MeZO's best validation loss in fewer seconds than MeZO does, seed by
     seed (:func:`steps_to_reach`), at ``step_seconds[optimizer]`` seconds per step (one machine).
-    On each seed LOZO's longest run among the variants ``lozo`` (:func:`extensions`) counts.
+    On each seed the longest run among the variants ``lozo``, and among ``mezo``, counts
+    (:func:`extensions`); ``reach`` must take its target from the same MeZO runs.
 
     On a seed where LOZO never reached it, LOZO is slower only if its whole run took at least
     MeZO's time to get there; a run that ended sooner leaves that seed undecided. None before
     LOZO and MeZO share a seed."""
-    rows = {(r["run"], r["seed"]): r for r in reach if r["task"] == task}
-    longest: dict[int, dict] = {}
-    for (run, seed), r in rows.items():
-        if run in lozo and r["steps"] > longest.get(seed, {"steps": -1})["steps"]:
-            longest[seed] = r
+    ours_by_seed = longest_per_seed(reach, task, lozo, key="run")
+    theirs_by_seed = longest_per_seed(reach, task, mezo, key="run")
     lozo_s, mezo_s = step_seconds["lozo"], step_seconds["mezo"]
     faster, slower, undecided, notes = 0, 0, 0, []
-    for seed, ours in sorted(longest.items()):
-        mezo = rows.get(("mezo", seed))
-        if mezo is None:
+    for seed, ours in sorted(ours_by_seed.items()):
+        theirs = theirs_by_seed.get(seed)
+        if theirs is None:
             continue
-        t_mezo = mezo["step"] * mezo_s
+        t_mezo = theirs["step"] * mezo_s
         if ours["step"] is not None:
             t_lozo = ours["step"] * lozo_s
             faster, slower = faster + (t_lozo < t_mezo), slower + (t_lozo >= t_mezo)
@@ -518,7 +545,7 @@ def speed_verdict(
             t_lozo = ours["steps"] * lozo_s
             slower, undecided = slower + (t_lozo >= t_mezo), undecided + (t_lozo < t_mezo)
             notes.append(f"seed {seed}: LOZO not within its {ours['steps']} steps ({t_lozo:.0f} s)")
-        notes[-1] += f", MeZO {t_mezo:.0f} s (step {mezo['step']})"
+        notes[-1] += f", MeZO {t_mezo:.0f} s (step {theirs['step']})"
     n = faster + slower + undecided
     if not n:
         return None
@@ -742,31 +769,36 @@ def equal_time_verdict(
     task: str,
     step_seconds: dict[str, float],
     lozo: tuple[str, ...] = ("lozo",),
+    mezo: tuple[str, ...] = ("mezo",),
     tolerance: float = 0.25,
 ) -> str | None:
     """Test accuracy at the best validation step, LOZO against MeZO at about equal seconds: of
-    LOZO's runs ``lozo`` (:func:`extensions`), the one whose length at ``step_seconds["lozo"]``
-    is closest to MeZO's run at ``step_seconds["mezo"]``, paired by seed
-    (:func:`difference_verdict`). None before the two share a seed, or when no LOZO run's
-    seconds lie within ``tolerance`` (relative) of MeZO's."""
+    LOZO's runs ``lozo`` and MeZO's runs ``mezo`` (:func:`extensions`), the pair whose lengths
+    at ``step_seconds["lozo"]`` and ``step_seconds["mezo"]`` are closest in ratio, paired by seed
+    (:func:`difference_verdict`). None before the two share a seed, or when no pair's seconds lie
+    within ``tolerance`` (relative) of each other."""
     steps: dict[str, int] = {}
     for r in runs:
-        if r["task"] == task and r["variant"] in (*lozo, "mezo"):
+        if r["task"] == task and r["variant"] in (*lozo, *mezo):
             steps[r["variant"]] = max(steps.get(r["variant"], 0), r["steps"])
-    if "mezo" not in steps or not steps.keys() - {"mezo"}:
+    pairs = [(a, b) for a in lozo for b in mezo if a in steps and b in steps]
+    if not pairs:
         return None
-    t_mezo = steps["mezo"] * step_seconds["mezo"]
-    variant = min(
-        steps.keys() - {"mezo"}, key=lambda v: abs(steps[v] * step_seconds["lozo"] - t_mezo)
+
+    def seconds(variant: str, optimizer: str) -> float:
+        return steps[variant] * step_seconds[optimizer]
+
+    ours, theirs = min(
+        pairs, key=lambda ab: abs(seconds(ab[0], "lozo") / seconds(ab[1], "mezo") - 1)
     )
-    diffs = paired_differences(runs, variant, "mezo").get(task)
-    t_lozo = steps[variant] * step_seconds["lozo"]
+    t_lozo, t_mezo = seconds(ours, "lozo"), seconds(theirs, "mezo")
+    diffs = paired_differences(runs, ours, theirs).get(task)
     if not diffs or abs(t_lozo / t_mezo - 1) > tolerance:
         return None
     return (
-        f"at about equal seconds (within {tolerance:.0%}), LOZO for {steps[variant]} steps ({t_lozo:.0f} s) against MeZO "
-        f"for {steps['mezo']} ({t_mezo:.0f} s), test accuracy at the best validation step: "
-        + difference_verdict(f"LOZO ({steps[variant]} steps)", "MeZO", diffs)
+        f"at about equal seconds (within {tolerance:.0%}), LOZO for {steps[ours]} steps ({t_lozo:.0f} s) against MeZO "
+        f"for {steps[theirs]} ({t_mezo:.0f} s), test accuracy at the best validation step: "
+        + difference_verdict(f"LOZO ({steps[ours]} steps)", f"MeZO ({steps[theirs]} steps)", diffs)
     )
 
 
@@ -776,14 +808,15 @@ MEZO_COSTS = {"mezo": "MeZO as published", "mezo-kept": "MeZO with kept directio
 def speed_verdicts(runs: list[dict], task: str, step_seconds: dict[str, float]) -> dict[str, str]:
     """:func:`speed_verdict` on ``task`` once per MeZO cost in ``step_seconds`` (its keys are
     bench rows: ``mezo`` as published, ``mezo-kept`` with its directions kept, as the campaign
-    runs it), LOZO's longest runs counting (:func:`extensions`), followed by the
+    runs it), LOZO's and MeZO's longest runs counting (:func:`extensions`), followed by the
     :func:`equal_time_verdict` at that cost; keyed by the cost's label."""
-    reach, lozo, out = steps_to_reach(runs), extensions(runs, task, "lozo"), {}
+    reach, out = steps_to_reach(runs), {}
+    lozo, mezo = extensions(runs, task, "lozo"), extensions(runs, task, "mezo")
     for row, label in MEZO_COSTS.items():
         if {"lozo", row} <= set(step_seconds):
             as_mezo = step_seconds | {"mezo": step_seconds[row]}
-            verdict = speed_verdict(reach, task, as_mezo, lozo)
-            accuracy = equal_time_verdict(runs, task, as_mezo, lozo)
+            verdict = speed_verdict(reach, task, as_mezo, lozo, mezo)
+            accuracy = equal_time_verdict(runs, task, as_mezo, lozo, mezo)
             if verdict:
                 out[label] = verdict + (f"; {accuracy}" if accuracy else "")
     return out

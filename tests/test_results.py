@@ -106,14 +106,19 @@ def test_bf16_is_compared_with_fp32_only_on_the_same_machine():
     ]
 
 
+def _accuracy_run(variant, seed, acc, steps=1000):
+    return {
+        "task": "sst2",
+        "variant": variant,
+        "seed": seed,
+        "steps": steps,
+        "config": {"optimizer": variant.split("-steps")[0], "steps": steps},
+        "eval_accuracy_at_best_validation": acc,
+    }
+
+
 def test_a_difference_gets_a_direction_only_when_the_seeds_agree_beyond_noise():
-    def run(variant, seed, acc):
-        return {
-            "task": "sst2",
-            "variant": variant,
-            "seed": seed,
-            "eval_accuracy_at_best_validation": acc,
-        }
+    run = _accuracy_run
 
     runs = [run("mezo", s, 0.80) for s in range(3)] + [
         run("lozo", 0, 0.70),
@@ -131,6 +136,18 @@ def test_a_difference_gets_a_direction_only_when_the_seeds_agree_beyond_noise():
     noisy = [-0.10, 0.08, 0.01]
     assert results.difference_verdict("LOZO", "MeZO", noisy).startswith("no difference")
     assert "too few seeds" in results.difference_verdict("LOZO", "MeZO", [0.2])
+
+
+def test_longer_runs_of_both_methods_are_compared_at_equal_steps():
+    runs = [_accuracy_run("mezo", s, 0.75) for s in range(3)]
+    runs += [_accuracy_run("lozo", s, 0.72 + 0.001 * s) for s in range(3)]
+    runs += [_accuracy_run("lozo-steps-2200", s, 0.77, 2200) for s in range(3)]
+    assert [v.split(" (")[0] for v in results.accuracy_verdicts(runs, "sst2")] == [
+        "LOZO is lower than MeZO"
+    ]
+    runs += [_accuracy_run("mezo-steps-2200", s, a, 2200) for s, a in enumerate((0.80, 0.79, 0.81))]
+    _, longer = results.accuracy_verdicts(runs, "sst2")
+    assert longer.startswith("LOZO (2200 steps) is lower than MeZO (2200 steps) (Δ = -0.030")
 
 
 def _run(variant, seed, losses, every=100):
@@ -220,6 +237,27 @@ def test_at_equal_seconds_the_lozo_run_closest_to_mezos_length_is_paired_with_it
     assert results.equal_time_verdict(runs[3:], "sst2", seconds) is None
     only_1000_steps = runs[:6]  # 2000 s is not about 4000 s
     assert results.equal_time_verdict(only_1000_steps, "sst2", seconds) is None
+
+
+def test_a_longer_mezo_run_sets_the_target_and_the_time_to_beat():
+    def run(variant, seed, losses, acc=0.7):
+        r = _run(variant, seed, losses)
+        config = {"optimizer": variant.split("-")[0], "steps": r["steps"]}
+        return r | {"config": config, "eval_accuracy_at_best_validation": acc}
+
+    runs = [run("mezo", 0, [1.0, 0.6, 0.5]), run("lozo", 0, [1.0, 0.5, 0.45]),
+            run("mezo-longer", 0, [1.0, 0.6, 0.5, 0.4, 0.42], acc=0.8)]  # fmt: skip
+    reach = {(r["run"], r["seed"]): r["step"] for r in results.steps_to_reach(runs)}
+    assert reach == {("mezo", 0): None, ("mezo-longer", 0): 300, ("lozo", 0): None}
+    seconds = {"lozo": 0.5, "mezo": 1.0}
+    text = results.speed_verdicts(runs, "sst2", seconds)["MeZO as published"]
+    assert "LOZO not within its 200 steps (100 s), MeZO 300 s (step 300)" in text
+    assert "undecided" in text
+    assert "at about equal seconds" not in text  # 100 s against 200 s or 400 s
+    equal = results.equal_time_verdict(runs, "sst2", {"lozo": 2.0, "mezo": 1.0}, ("lozo",),
+                                       ("mezo", "mezo-longer"))  # fmt: skip
+    assert "LOZO for 200 steps (400 s) against MeZO for 400 (400 s)" in equal
+    assert "LOZO (200 steps) − MeZO (400 steps) = -0.100 on one pair: too few seeds" in equal
 
 
 def test_the_fluctuation_test_sees_a_small_extra_noise_that_the_shared_batches_would_hide():
