@@ -183,3 +183,31 @@ def verdicts(gain_rows: list[dict]) -> list[str]:
             )
         )
     return lines
+
+
+def zero_shot_format_verdict(recorded: list[dict], alpha: float = 0.05) -> str | None:
+    """Task alignment before training: the zero-shot test accuracy of SST-2 in MeZO's format
+    (``sst2``) against the review format (``sst2-review``), both on the whole dev split (plan
+    block ``whole-dev``). A direction only where Fisher's exact test on the two (correct, wrong)
+    counts gives ``p < alpha``; the test treats the evaluations as independent although they
+    share their examples, which can only make it less likely to find a difference. None until
+    both are recorded."""
+    from scipy.stats import fisher_exact
+
+    whole = {r["task"]: r for r in recorded if r["block"] == "whole-dev"}
+    if not {"sst2", "sst2-review"} <= whole.keys():
+        return None
+    counts = []
+    for task in ("sst2", "sst2-review"):
+        n, accuracy = whole[task]["eval_examples"], whole[task]["final_eval_accuracy"]
+        correct = round(accuracy * n)
+        counts.append([correct, n - correct])
+    (a, n_a), (b, n_b) = ((c, c + w) for c, w in counts)
+    p = float(fisher_exact(counts).pvalue)
+    numbers = (
+        f"{a}/{n_a} = {a / n_a:.3f} against {b}/{n_b} = {b / n_b:.3f}, Fisher's exact p = {p:.2g}"
+    )
+    if p < alpha:
+        direction = "higher" if a / n_a > b / n_b else "lower"
+        return f"zero-shot accuracy in MeZO's format is {direction} than in the review format ({numbers})"
+    return f"no difference between the two formats' zero-shot accuracy detected ({numbers})"

@@ -45,6 +45,7 @@ from lozo_core.schemes_grid import (
     runs,
     sweep_choices,
     verdicts,
+    zero_shot_format_verdict,
 )
 from lozo_core.subspace import captured_energy
 
@@ -265,8 +266,9 @@ print("\n".join(lora_lines) or "No LoRA pair of LOZO and MeZO runs is recorded y
 # * `sst2` (MeZO's): `{sentence} It was` + ` terrible` / ` great`;
 # * `sst2-review`: `Review: {sentence}\nSentiment:` + ` negative` / ` positive`.
 #
-# Zero-shot on all 872 dev examples, then LOZO fine-tuning (full scheme, the full scheme's
-# chosen rate, same seeds) on each, its gain over the same format's zero-shot.
+# Zero-shot on all 872 dev examples (compared by Fisher's exact test on the counts), then LOZO
+# fine-tuning (full scheme, the full scheme's chosen rate, same seeds) on each, its gain over the
+# same format's zero-shot, paired by seed.
 
 # %%
 whole = [r for r in recorded if r["block"] == "whole-dev"]
@@ -276,6 +278,8 @@ for r in whole:
     )
 if not whole:
     print("The whole-dev zero-shot evaluations of the two formats are not recorded yet.")
+formats = zero_shot_format_verdict(recorded)
+print(formats or "One of the two formats' whole-dev zero-shot evaluations is still missing.")
 aligned = gain_rows[(gain_rows.task.isin(["sst2", "sst2-review"])) & (gain_rows.scheme == "full")
                     & (gain_rows.optimizer == "lozo")]  # fmt: skip
 print(
@@ -288,8 +292,8 @@ print(next((line for line in findings if line.startswith("task alignment")), "")
 # %% [markdown]
 # ## 8.6 What the grid shows
 #
-# Every question the grid can answer, from the recorded runs only: each cell's gain over
-# zero-shot, LOZO against MeZO per scheme, and task alignment. A direction ("higher", "lower") is
+# Every question the grid can answer, from the recorded runs only: task alignment before and
+# after training, each cell's gain over zero-shot, and LOZO against MeZO per scheme. A direction ("higher", "lower") is
 # stated only where a two-sided paired t-test over seeds gives $p < 0.05$ — with 3 seeds that
 # needs $|t| > 4.30$, so only large, consistent effects reach it; "no difference detected" is a
 # statement about these 40-step runs at 3 seeds, not evidence that none exists.
@@ -301,7 +305,10 @@ if done < len(planned):
     print(
         "The grid is incomplete: cells with fewer than 3 seeds, and verdicts on them, are provisional."
     )
-print("\n".join(findings) or "No trained run with its zero-shot reference is recorded yet.")
+print(
+    "\n".join(([f"task alignment, zero-shot: {formats}"] if formats else []) + findings)
+    or "No trained run with its zero-shot reference is recorded yet."
+)
 
 # %% [markdown]
 # ## Exercises

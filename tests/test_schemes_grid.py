@@ -15,6 +15,7 @@ from lozo_core.schemes_grid import (
     planned_runs,
     runs,
     verdicts,
+    zero_shot_format_verdict,
 )
 
 
@@ -93,3 +94,15 @@ def test_verdicts_give_a_direction_only_where_the_seeds_agree():
     assert not any(line.startswith("all tasks, full") for line in lines)
     alignment = next(line for line in lines if line.startswith("task alignment"))
     assert "no difference" in alignment and "over 3 seeds" in alignment
+
+
+@pytest.mark.parametrize(
+    "review, verdict",
+    [(0.79, "zero-shot accuracy in MeZO's format is lower than in the review format (52/100"),
+     (0.55, "no difference between the two formats' zero-shot accuracy detected (52/100")],
+)  # fmt: skip
+def test_the_two_formats_zero_shot_differ_only_beyond_sampling_noise(tmp_path, review, verdict):
+    record(tmp_path, "sst2/zero-shot-whole-dev_s0", "zero-shot", "full", 0, 0.52)
+    assert zero_shot_format_verdict(runs(tmp_path)) is None
+    record(tmp_path, "sst2-review/zero-shot-whole-dev_s0", "zero-shot", "full", 0, review)
+    assert zero_shot_format_verdict(runs(tmp_path)).startswith(verdict)
