@@ -774,8 +774,8 @@ def equal_time_verdict(
 ) -> str | None:
     """Test accuracy at the best validation step, LOZO against MeZO at about equal seconds: of
     LOZO's runs ``lozo`` and MeZO's runs ``mezo`` (:func:`extensions`), the pair whose lengths
-    at ``step_seconds["lozo"]`` and ``step_seconds["mezo"]`` are closest in ratio, paired by seed
-    (:func:`difference_verdict`). None before the two share a seed, or when no pair's seconds lie
+    at ``step_seconds["lozo"]`` and ``step_seconds["mezo"]`` are closest in ratio (of equally close
+    pairs, the longer), paired by seed (:func:`difference_verdict`). None before the two share a seed, or when no pair's seconds lie
     within ``tolerance`` (relative) of each other."""
     steps: dict[str, int] = {}
     for r in runs:
@@ -788,9 +788,11 @@ def equal_time_verdict(
     def seconds(variant: str, optimizer: str) -> float:
         return steps[variant] * step_seconds[optimizer]
 
-    ours, theirs = min(
-        pairs, key=lambda ab: abs(seconds(ab[0], "lozo") / seconds(ab[1], "mezo") - 1)
-    )
+    def mismatch(pair: tuple[str, str]) -> tuple[float, int]:
+        ratio = seconds(pair[0], "lozo") / seconds(pair[1], "mezo")
+        return round(abs(ratio - 1), 9), -steps[pair[0]]
+
+    ours, theirs = min(pairs, key=mismatch)
     t_lozo, t_mezo = seconds(ours, "lozo"), seconds(theirs, "mezo")
     diffs = paired_differences(runs, ours, theirs).get(task)
     if not diffs or abs(t_lozo / t_mezo - 1) > tolerance:

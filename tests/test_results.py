@@ -237,6 +237,15 @@ def test_at_equal_seconds_the_lozo_run_closest_to_mezos_length_is_paired_with_it
     assert results.equal_time_verdict(runs[3:], "sst2", seconds) is None
     only_1000_steps = runs[:6]  # 2000 s is not about 4000 s
     assert results.equal_time_verdict(only_1000_steps, "sst2", seconds) is None
+    runs += [run("mezo-steps-2200", s, 2200, 0.78) for s in range(3)]
+    both_longer = results.equal_time_verdict(
+        runs,
+        "sst2",
+        seconds | {"mezo": 2.3},
+        ("lozo", "lozo-steps-2200"),
+        ("mezo", "mezo-steps-2200"),
+    )  # 1000 against 1000 steps and 2200 against 2200 are equally close: the longer pair counts
+    assert "LOZO for 2200 steps (4400 s) against MeZO for 2200 (5060 s)" in both_longer
 
 
 def test_a_longer_mezo_run_sets_the_target_and_the_time_to_beat():
