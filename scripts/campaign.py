@@ -18,7 +18,9 @@ R``, one whose validation loss after a chunk exceeds R times its step-0 (zero-sh
 loss: its trajectory so far is kept, and the time of its remaining chunks is saved.
 
 The plan: ``[protocol]`` (the train options every run shares), one ``[sweep]`` or several named
-``[[sweep]]`` tables (learning rates per optimizer, chosen on validation), and ``[[campaign]]``
+``[[sweep]]`` tables (learning rates per optimizer, chosen on validation: the highest best
+validation accuracy, then the lowest final validation loss; a sweep with ``ties_within_se = k``
+counts every accuracy within k standard errors of the highest as tied), and ``[[campaign]]``
 blocks (tasks, optimizers, seeds, steps). A sweep or block may carry ``args``, more train
 options (``scheme``, ``lora_rank``, ``objective``, ``eval_examples`` …); a block that names a
 sweep (``sweep = "lora"``) takes that sweep's chosen rates and its ``args``, then its own (a
@@ -38,6 +40,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -208,8 +211,11 @@ def sweep_items(plan: dict) -> list[Item]:
 
 
 def chosen_rates(plan: dict) -> dict[str, dict]:
-    """Per swept optimizer (``rate_key``): the grid, every run's validation result and the chosen rate
-    (highest best-validation accuracy, then lowest final validation loss); None until done."""
+    r"""Per swept optimizer (``rate_key``): the grid, every run's validation result and the chosen
+    rate, None until all are done. The choice: of the rates whose best validation accuracy
+    :math:`a` is within :math:`k\,\sqrt{a^*(1-a^*)/n}` of the highest :math:`a^*` (``n``
+    validation examples, ``k`` the sweep's ``ties_within_se``, default 0: equal accuracies only),
+    the one with the lowest final validation loss."""
     by_optimizer: dict[str, list] = {}
     for item in sweep_items(plan):
         summary = item.folder / "summary.json"
@@ -221,19 +227,28 @@ def chosen_rates(plan: dict) -> dict[str, dict]:
             result |= {"best_validation_accuracy": s["best_validation_accuracy"],
                        "best_validation_step": s["best_validation_step"],
                        "final_validation_loss": final_loss,
-                       "zero_shot_validation_accuracy": s["zero_shot_validation_accuracy"]}  # fmt: skip
+                       "zero_shot_validation_accuracy": s["zero_shot_validation_accuracy"],
+                       "validation_examples": s["validation_examples"]}  # fmt: skip
         elif failed.exists():
             result |= {"error": json.loads(failed.read_text())["error"]}
         by_optimizer.setdefault(item.rate_key, []).append(result)
+    ties = {
+        rate_key(name, optimizer): sweep.get("ties_within_se", 0)
+        for name, sweep in sweeps(plan).items()
+        for optimizer in sweep["lr"]
+    }
     out = {}
     for optimizer, results in by_optimizer.items():
         finished = [r for r in results if r["state"] in ("done", "failed")]
         scored = [r for r in results if "best_validation_accuracy" in r]
         chosen = None
         if len(finished) == len(results) and scored:
-            best = max(
-                scored, key=lambda r: (r["best_validation_accuracy"], -r["final_validation_loss"])
-            )
+            top = max(r["best_validation_accuracy"] for r in scored)
+            se = math.sqrt(top * (1 - top) / scored[0]["validation_examples"])
+            tied = [
+                r for r in scored if r["best_validation_accuracy"] >= top - ties[optimizer] * se
+            ]
+            best = min(tied, key=lambda r: r["final_validation_loss"])
             chosen = best["lr"]
             moves = best["best_validation_accuracy"] > best["zero_shot_validation_accuracy"]
         out[optimizer] = {
@@ -241,6 +256,8 @@ def chosen_rates(plan: dict) -> dict[str, dict]:
             "results": results,
             "chosen_lr": chosen,
         }
+        if ties[optimizer]:
+            out[optimizer]["ties_within_se"] = ties[optimizer]
         if chosen is not None:
             out[optimizer]["moves_off_zero_shot"] = moves
     return out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import tomllib
 
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.trajectory import Trajectory
@@ -241,3 +242,21 @@ def test_a_first_order_run_starts_only_if_it_can_finish_within_the_hours(tmp_pat
     assert stopped.returncode == 0, stopped.stderr
     assert "sweep/sst2_fo-adam_lr0.001 runs in one chunk that cannot be resumed" in stopped.stdout
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("ties, chosen", [(0, 1e-3), (1, 1e-3), (2, 1e-2)])
+def test_a_sweep_ties_accuracies_within_its_standard_errors_and_lets_the_loss_decide(
+    tmp_path, monkeypatch, driver, ties, chosen
+):
+    monkeypatch.setenv("LOZO_CAMPAIGN_RESULTS", str(tmp_path))
+    plan = tomllib.loads(PLAN.replace("[sweep]", f"[sweep]\nties_within_se = {ties}"))
+    # lozo 1e-3 leads by 0.08 at a loss of 3.0; 2 standard errors at 0.60 and 100 examples: 0.098
+    outcomes = [(0.60, 3.0), (0.52, 0.9), (0.70, 0.5)]
+    for item, (accuracy, loss) in zip(driver.sweep_items(plan), outcomes, strict=True):
+        item.folder.mkdir(parents=True)
+        curve = [{"step": 0, "validation_loss": 1.0}, {"step": 6, "validation_loss": loss}]
+        summary = {"best_validation_accuracy": accuracy, "best_validation_step": 6, "curve": curve,
+                   "zero_shot_validation_accuracy": 0.5, "validation_examples": 100}  # fmt: skip
+        (item.folder / "summary.json").write_text(json.dumps(summary))
+    rates = driver.chosen_rates(plan)
+    assert (rates["lozo"]["chosen_lr"], rates["fo-adam"]["chosen_lr"]) == (chosen, 1e-3)
