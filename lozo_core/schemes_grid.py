@@ -190,8 +190,9 @@ def zero_shot_format_verdict(recorded: list[dict], alpha: float = 0.05) -> str |
     (``sst2``) against the review format (``sst2-review``), both on the whole dev split (plan
     block ``whole-dev``). A direction only where Fisher's exact test on the two (correct, wrong)
     counts gives ``p < alpha``; the test treats the evaluations as independent although they
-    share their examples, which can only make it less likely to find a difference. None until
-    both are recorded."""
+    share their examples, which makes it conservative when the two formats tend to get the same
+    examples right (per-example predictions, which McNemar's test would need, are not recorded).
+    None until both are recorded."""
     from scipy.stats import fisher_exact
 
     whole = {r["task"]: r for r in recorded if r["block"] == "whole-dev"}
