@@ -74,8 +74,10 @@ def test_a_tiny_campaign_runs_in_chunks_and_resumes(tmp_path):
     )
     assert trajectory["steps"] == 4 and trajectory["chunks"][0]["machine"]["cpu_model"]
     assert trajectory["chunks"][0]["keep_directions"] is True
+    assert (tmp_path / "results/sweep/sst2_lozo_lr0.001/checkpoint.pt").exists()
     done = campaign(tmp_path, "run")
     assert done.returncode == 0, done.stderr
+    assert not list((tmp_path / "results").rglob("*.pt")), "finished runs keep no checkpoints"
     chosen = json.loads((tmp_path / "results/sweep/chosen.json").read_text())
     assert chosen["lozo"]["chosen_lr"] in (1e-3, 1e-2) and len(chosen["lozo"]["results"]) == 2
     assert chosen["fo-adam"]["chosen_lr"] == 1e-3, "a first-order sweep run longer than a chunk"
