@@ -141,48 +141,69 @@ def _paired(a: dict, b: dict) -> list[float]:
     return [a[k] - b[k] for k in sorted(a.keys() & b.keys())]
 
 
-def verdicts(gain_rows: list[dict]) -> list[str]:
-    """What the grid's :func:`gains` show, one sentence per question:
-
-    * each (task, scheme, optimizer) cell: its gain over zero-shot, over seeds;
-    * LOZO against MeZO per (task, scheme), paired by seed, then per scheme pooled over the tasks
-      both ran (paired by task and seed): does LOZO's low-rank direction help, hurt or change
-      nothing on full weights, on a LoRA adapter, on a prefix?
-    * task alignment: LOZO's gain on SST-2 in MeZO's format (``sst2``) against its gain in the
-      review format (``sst2-review``), full scheme, paired by seed.
-    """
+def _cells(gain_rows: list[dict]) -> dict[tuple[str, str, str], dict[int, float]]:
+    """Gains by (task, scheme, optimizer), then by seed."""
     cells: dict[tuple[str, str, str], dict[int, float]] = {}
     for r in gain_rows:
         cells.setdefault((r["task"], r["scheme"], r["optimizer"]), {})[r["seed"]] = r["gain"]
+    return cells
+
+
+def gain_verdicts(gain_rows: list[dict]) -> list[str]:
+    """Each (task, scheme, optimizer) cell of :func:`gains`: its gain over zero-shot, over seeds."""
     lines = []
-    for (task, scheme, optimizer), by_seed in sorted(cells.items()):
+    for (task, scheme, optimizer), by_seed in sorted(_cells(gain_rows).items()):
         values = [by_seed[seed] for seed in sorted(by_seed)]
         label = f"{row(optimizer).label} fine-tuned"
         lines.append(f"{task}, {scheme}: " + difference_verdict(label, "zero-shot", values))
+    return lines
+
+
+def lozo_mezo_verdicts(gain_rows: list[dict], scheme: str | None = None) -> list[str]:
+    """LOZO against MeZO per (task, scheme), paired by seed, then per scheme pooled over the tasks
+    both ran (paired by task and seed), for every scheme or only ``scheme``: does LOZO's low-rank
+    direction help, hurt or change nothing on full weights, on a LoRA adapter, on a prefix?"""
+    cells = _cells(gain_rows)
     pooled: dict[tuple[str, str], dict[tuple[str, int], float]] = {}
-    for (task, scheme, optimizer), by_seed in cells.items():
+    for (task, each, optimizer), by_seed in cells.items():
         for seed, gain in by_seed.items():
-            pooled.setdefault((scheme, optimizer), {})[(task, seed)] = gain
-    for scheme in sorted({scheme for _, scheme, _ in cells}):
-        lozo, mezo = pooled.get((scheme, "lozo"), {}), pooled.get((scheme, "mezo"), {})
+            pooled.setdefault((each, optimizer), {})[(task, seed)] = gain
+    lines = []
+    for each in sorted({s for _, s, _ in cells} if scheme is None else {scheme}):
+        lozo, mezo = pooled.get((each, "lozo"), {}), pooled.get((each, "mezo"), {})
         tasks = sorted({task for task, _ in lozo.keys() & mezo.keys()})
         for task in tasks:
-            diffs = _paired(cells[(task, scheme, "lozo")], cells[(task, scheme, "mezo")])
-            lines.append(f"{task}, {scheme}: " + difference_verdict("LOZO", "MeZO", diffs))
+            diffs = _paired(cells[(task, each, "lozo")], cells[(task, each, "mezo")])
+            lines.append(f"{task}, {each}: " + difference_verdict("LOZO", "MeZO", diffs))
         if len(tasks) > 1:
-            diffs = _paired(lozo, mezo)
-            verdict = difference_verdict("LOZO", "MeZO", diffs, unit="task-seed pairs")
-            lines.append(f"all tasks, {scheme}: " + verdict)
-    if diffs := _paired(
-        *(cells.get((task, "full", "lozo"), {}) for task in ("sst2", "sst2-review"))
-    ):
-        lines.append(
-            "task alignment, LOZO on full: "
-            + difference_verdict(
-                "the gain in MeZO's format", "the gain in the review format", diffs
+            verdict = difference_verdict(
+                "LOZO", "MeZO", _paired(lozo, mezo), unit="task-seed pairs"
             )
-        )
+            lines.append(f"all tasks, {each}: " + verdict)
     return lines
+
+
+def alignment_verdict(gain_rows: list[dict]) -> str | None:
+    """Task alignment after training: LOZO's gain on SST-2 in MeZO's format (``sst2``) against its
+    gain in the review format (``sst2-review``), full scheme, paired by seed; None before a pair."""
+    cells = _cells(gain_rows)
+    diffs = _paired(*(cells.get((task, "full", "lozo"), {}) for task in ("sst2", "sst2-review")))
+    if not diffs:
+        return None
+    return "task alignment, LOZO on full: " + difference_verdict(
+        "the gain in MeZO's format", "the gain in the review format", diffs
+    )
+
+
+def verdicts(gain_rows: list[dict]) -> list[str]:
+    """What the grid's :func:`gains` show, one sentence per question: :func:`gain_verdicts`,
+    :func:`lozo_mezo_verdicts` for every scheme, then :func:`alignment_verdict`."""
+    alignment = alignment_verdict(gain_rows)
+    return (
+        gain_verdicts(gain_rows)
+        + lozo_mezo_verdicts(gain_rows)
+        + ([alignment] if alignment else [])
+    )
 
 
 def zero_shot_format_verdict(recorded: list[dict], alpha: float = 0.05) -> str | None:

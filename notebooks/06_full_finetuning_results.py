@@ -392,12 +392,13 @@ plt.show()
 # t-test over the seeds gives p < 0.05 (`results.difference_verdict`), each comparison at its own
 # 0.05, uncorrected for making two: a p just under 0.05 from 3 seeds is weak evidence.
 # Speed: per seed, the seconds LOZO needs to reach MeZO's best validation loss (of MeZO's longest
-# run on that seed) against the seconds MeZO needed (6.4), at each method's cost per step (6.3). A seed on which LOZO never got
-# there counts against LOZO only if its whole run took at least MeZO's time; a run that ended
-# sooner leaves the seed undecided (`results.speed_verdict`). Accuracy per second: where a LOZO
-# run lasts about as many seconds as one of MeZO's (within 25%; the longer runs continue the
-# 1000-step ones), their test accuracies are paired by seed as above (`results.equal_time_verdict`). MeZO's
-# cost is given both ways: as published and with its directions kept, as the campaign ran it.
+# run on that seed) against the seconds MeZO needed (6.4), at each method's cost per step (6.3).
+# A seed on which LOZO never got there counts against LOZO only if its whole run took at least
+# MeZO's time; a run that ended sooner leaves the seed undecided (`results.speed_verdict`).
+# Accuracy per second: where a LOZO run lasts about as many seconds as one of MeZO's (within 25%;
+# the longer runs continue the 1000-step ones), their test accuracies are paired by seed as above
+# (`results.equal_time_verdict`). MeZO's cost is given both ways: as published and with its
+# directions kept, as the campaign ran it.
 
 # %%
 rows = {(r["task"], r["variant"]): r for r in full_protocol_rows(runs)}

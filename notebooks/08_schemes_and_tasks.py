@@ -37,9 +37,11 @@ from lozo_core.moments import lge_second_moment, rge_second_moment, subspace_ene
 from lozo_core.provenance import banner, is_smoke
 from lozo_core.schemes import Scheme
 from lozo_core.schemes_grid import (
+    alignment_verdict,
     cost_per_scheme,
     gains,
     load_plan,
+    lozo_mezo_verdicts,
     mean_std,
     planned_runs,
     runs,
@@ -253,8 +255,8 @@ assert grad_norm["A"] == 0.0 < grad_norm["B"]
 # tasks. A direction is stated only where a paired t-test gives $p < 0.05$.
 
 # %%
-findings = verdicts(gain_rows.to_dict("records"))
-lora_lines = [line for line in findings if ", lora: LOZO" in line or "all tasks, lora" in line]
+gain_records = gain_rows.to_dict("records")
+lora_lines = lozo_mezo_verdicts(gain_records, "lora")
 print("\n".join(lora_lines) or "No LoRA pair of LOZO and MeZO runs is recorded yet.")
 
 # %% [markdown]
@@ -288,16 +290,16 @@ print(
     if len(aligned)
     else "No LOZO run on either format is recorded yet."
 )
-print(next((line for line in findings if line.startswith("task alignment")), ""))
+print(alignment_verdict(gain_records) or "No LOZO pair on the two formats is recorded yet.")
 
 # %% [markdown]
 # ## 8.6 What the grid shows
 #
 # Every question the grid can answer, from the recorded runs only: task alignment before and
-# after training, each cell's gain over zero-shot, and LOZO against MeZO per scheme. A direction ("higher", "lower") is
-# stated only where a two-sided paired t-test over seeds gives $p < 0.05$ — with 3 seeds that
-# needs $|t| > 4.30$, so only large, consistent effects reach it; "no difference detected" is a
-# statement about these 40-step runs at 3 seeds, not evidence that none exists.
+# after training, each cell's gain over zero-shot, and LOZO against MeZO per scheme. A direction
+# ("higher", "lower") is stated only where a two-sided paired t-test over seeds gives $p < 0.05$ —
+# with 3 seeds that needs $|t| > 4.30$, so only large, consistent effects reach it; "no difference
+# detected" is a statement about these 40-step runs at 3 seeds, not evidence that none exists.
 
 # %%
 done = int((planned.state == "done").sum())
@@ -307,7 +309,9 @@ if done < len(planned):
         "The grid is incomplete: cells with fewer than 3 seeds, and verdicts on them, are provisional."
     )
 print(
-    "\n".join(([f"task alignment, zero-shot: {formats}"] if formats else []) + findings)
+    "\n".join(
+        ([f"task alignment, zero-shot: {formats}"] if formats else []) + verdicts(gain_records)
+    )
     or "No trained run with its zero-shot reference is recorded yet."
 )
 

@@ -9,9 +9,11 @@ import pytest
 
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.schemes_grid import (
+    alignment_verdict,
     cost_per_scheme,
     gains,
     load_plan,
+    lozo_mezo_verdicts,
     planned_runs,
     runs,
     verdicts,
@@ -94,6 +96,10 @@ def test_verdicts_give_a_direction_only_where_the_seeds_agree():
     assert not any(line.startswith("all tasks, full") for line in lines)
     alignment = next(line for line in lines if line.startswith("task alignment"))
     assert "no difference" in alignment and "over 3 seeds" in alignment
+    lora = lozo_mezo_verdicts(rows, "lora")
+    assert [line.split(":")[0] for line in lora] == ["copa, lora", "wic, lora", "all tasks, lora"]
+    assert all("fine-tuned" not in line for line in lora)
+    assert alignment_verdict(rows) == alignment and alignment_verdict(rows[:3]) is None
 
 
 @pytest.mark.parametrize(
