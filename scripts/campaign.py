@@ -453,11 +453,12 @@ def record_failure(item: Item, error: str, **details) -> None:
 
 
 def drop_checkpoints(item: Item) -> None:
-    """Delete a finished run's checkpoints: git ignores them, and at 135M parameters in fp32 they
-    take about 1 GB per run (a grid of a hundred runs filled the disk). The run's JSON keeps every
-    number, and a zeroth-order run's trajectory replays its weights (``lozo_core.replay``); an
-    unfinished run keeps its ``checkpoint.pt`` to resume from without a replay."""
-    if item.state()[0] == "done":
+    """Delete the checkpoints of a run that will not run again (done, or failed and so never
+    retried): git ignores them, and at 135M parameters in fp32 they take about 1 GB per run (a grid
+    of a hundred runs filled the disk). The run's JSON keeps every number, and a zeroth-order run's
+    trajectory replays its weights (``lozo_core.replay``); an unfinished run keeps its
+    ``checkpoint.pt`` to resume from without a replay."""
+    if item.state()[0] in ("done", "failed"):
         for path in item.folder.glob("*.pt*"):
             path.unlink()
 

@@ -213,6 +213,12 @@ def test_a_run_whose_validation_loss_explodes_is_called_diverged(tmp_path, drive
     evals.append({"step": 200, "validation_loss": 12.6})
     (tmp_path / "trajectory.json").write_text(json.dumps({"evals": evals, "steps": 200}))
     assert driver.divergence(item, 3.0).startswith("diverged: validation loss 12.6 at step 200")
+    (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+    driver.drop_checkpoints(item)
+    assert (tmp_path / "checkpoint.pt").exists(), "a partial run keeps what it resumes from"
+    driver.record_failure(item, driver.divergence(item, 3.0))
+    driver.drop_checkpoints(item)
+    assert not (tmp_path / "checkpoint.pt").exists(), "a failed run is never resumed"
 
 
 def test_chunk_times_keep_only_the_chunks_run_on_the_given_cpu():
