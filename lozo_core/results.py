@@ -471,17 +471,21 @@ def steps_to_reach(runs: list[dict], target: str = "mezo") -> list[dict]:
     (``target`` or a run extending it, :func:`extensions`) and, for every finished run of that
     seed, the first evaluated step at which the run's validation loss is at or below it
     (``None``: not reached within the run)."""
-    goals: dict[tuple[str, int], dict] = {}
-    for task in {r["task"] for r in runs}:
-        for r in longest_per_seed(runs, task, extensions(runs, task, target)).values():
-            goals[(task, r["seed"])] = r
+    tasks = sorted({r["task"] for r in runs})
+    return [r for task in tasks for r in reaching(runs, task, extensions(runs, task, target))]
+
+
+def reaching(runs: list[dict], task: str, targets: tuple[str, ...]) -> list[dict]:
+    """:func:`steps_to_reach` on ``task``, the target of each seed being the best validation loss
+    of its longest run among the variants ``targets``."""
+    goals = longest_per_seed(runs, task, targets)
     out = []
-    for r in sorted(runs, key=lambda r: (r["task"], r["seed"])):
-        goal = goals.get((r["task"], r["seed"]))
+    for r in sorted((r for r in runs if r["task"] == task), key=lambda r: r["seed"]):
+        goal = goals.get(r["seed"])
         if goal and r["steps"]:
             best = min(c["validation_loss"] for c in goal["curve"] if "validation_loss" in c)
             hits = [c["step"] for c in r["curve"] if c.get("validation_loss", float("inf")) <= best]
-            out.append({"task": r["task"], "seed": r["seed"], "run": r["variant"],
+            out.append({"task": task, "seed": r["seed"], "run": r["variant"],
                         "optimizer": r["optimizer"], "target": best, "steps": r["steps"],
                         "step": min(hits, default=None)})  # fmt: skip
     return out
@@ -514,20 +518,21 @@ def longest_per_seed(
 
 
 def speed_verdict(
-    reach: list[dict],
+    runs: list[dict],
     task: str,
     step_seconds: dict[str, float],
     lozo: tuple[str, ...] = ("lozo",),
     mezo: tuple[str, ...] = ("mezo",),
 ) -> str | None:
     """Whether LOZO reaches MeZO's best validation loss in fewer seconds than MeZO does, seed by
-    seed (:func:`steps_to_reach`), at ``step_seconds[optimizer]`` seconds per step (one machine).
-    On each seed the longest run among the variants ``lozo``, and among ``mezo``, counts
-    (:func:`extensions`); ``reach`` must take its target from the same MeZO runs.
+    seed (:func:`reaching`), at ``step_seconds[optimizer]`` seconds per step (one machine). On
+    each seed the longest run among the variants ``lozo``, and among ``mezo``, counts
+    (:func:`extensions`); that MeZO run sets the target too.
 
     On a seed where LOZO never reached it, LOZO is slower only if its whole run took at least
     MeZO's time to get there; a run that ended sooner leaves that seed undecided. None before
     LOZO and MeZO share a seed."""
+    reach = reaching(runs, task, mezo)
     ours_by_seed = longest_per_seed(reach, task, lozo, key="run")
     theirs_by_seed = longest_per_seed(reach, task, mezo, key="run")
     lozo_s, mezo_s = step_seconds["lozo"], step_seconds["mezo"]
@@ -812,12 +817,12 @@ def speed_verdicts(runs: list[dict], task: str, step_seconds: dict[str, float]) 
     bench rows: ``mezo`` as published, ``mezo-kept`` with its directions kept, as the campaign
     runs it), LOZO's and MeZO's longest runs counting (:func:`extensions`), followed by the
     :func:`equal_time_verdict` at that cost; keyed by the cost's label."""
-    reach, out = steps_to_reach(runs), {}
+    out = {}
     lozo, mezo = extensions(runs, task, "lozo"), extensions(runs, task, "mezo")
     for row, label in MEZO_COSTS.items():
         if {"lozo", row} <= set(step_seconds):
             as_mezo = step_seconds | {"mezo": step_seconds[row]}
-            verdict = speed_verdict(reach, task, as_mezo, lozo, mezo)
+            verdict = speed_verdict(runs, task, as_mezo, lozo, mezo)
             accuracy = equal_time_verdict(runs, task, as_mezo, lozo, mezo)
             if verdict:
                 out[label] = verdict + (f"; {accuracy}" if accuracy else "")

@@ -176,9 +176,7 @@ def test_reaching_mezos_best_counts_steps_and_a_run_that_never_gets_there():
 )
 def test_speed_verdict_calls_a_run_that_ended_early_undecided(lozo_losses, lozo_s, verdict):
     runs = [_run("mezo", 0, [1.0, 0.6, 0.5]), _run("lozo", 0, lozo_losses)]
-    text = results.speed_verdict(
-        results.steps_to_reach(runs), "sst2", {"lozo": lozo_s, "mezo": 1.0}
-    )
+    text = results.speed_verdict(runs, "sst2", {"lozo": lozo_s, "mezo": 1.0})
     assert f"; to MeZO's best validation loss, {verdict}" in text
     assert results.speed_verdict([], "sst2", {"lozo": 1.0, "mezo": 1.0}) is None
 
@@ -209,9 +207,8 @@ def test_a_longer_run_of_the_same_config_extends_the_verdict_seed_by_seed():
             run("lozo-longer", 0, [1.0, 0.7, 0.6, 0.45]),
             run("lozo-interval-1", 0, [1.0, 0.7, 0.6, 0.4, 0.3], interval=1)]  # fmt: skip
     assert results.extensions(runs, "sst2", "lozo") == ("lozo", "lozo-longer")
-    reach = results.steps_to_reach(runs)
     seconds = {"lozo": 0.5, "mezo": 1.0}
-    text = results.speed_verdict(reach, "sst2", seconds, ("lozo", "lozo-longer"))
+    text = results.speed_verdict(runs, "sst2", seconds, ("lozo", "lozo-longer"))
     assert "undecided: on 1 of 2 seeds" in text
     assert "seed 0: LOZO 150 s (step 300), MeZO 200 s" in text
     assert "seed 1: LOZO not within its 100 steps (50 s)" in text
