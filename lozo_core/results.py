@@ -613,19 +613,23 @@ def equal_spread_test(x: list[float], y: list[float]) -> tuple[float, float]:
     return statistics.stdev(x) / statistics.stdev(y), float(pearsonr(total, diff).pvalue)
 
 
-def fluctuation_verdict(
-    losses_a: list[float], losses_b: list[float], a: str, b: str, alpha: float = 0.05
-) -> str:
-    """One sentence on whether run ``a`` fluctuates more late in training than run ``b`` (the same
-    batches): :func:`equal_spread_test` on their :func:`late_residuals`, a direction only when
-    ``p < alpha``."""
+def late_fluctuation(losses_a: list[float], losses_b: list[float]) -> dict[str, float]:
+    """How two runs on the same batches fluctuate late in training: the spreads of their
+    :func:`late_residuals`, the ratio and Pitman–Morgan p of :func:`equal_spread_test`, and how much
+    the residuals correlate through the shared batches."""
     x, y = late_residuals(losses_a), late_residuals(losses_b)
     ratio, p = equal_spread_test(x, y)
-    shared = statistics.correlation(x, y)
-    numbers = (f"spread {statistics.stdev(x):.4f} against {statistics.stdev(y):.4f}, ratio {ratio:.3f}, "
-               f"Pitman–Morgan p = {p:.3g}; the residuals correlate {shared:.2f} through the shared batches")  # fmt: skip
-    if p < alpha:
-        return f"{a} fluctuates {'more' if ratio > 1 else 'less'} than {b} ({numbers})"
+    return {"spread_a": statistics.stdev(x), "spread_b": statistics.stdev(y), "ratio": ratio,
+            "p": p, "shared": statistics.correlation(x, y)}  # fmt: skip
+
+
+def fluctuation_verdict(test: dict[str, float], a: str, b: str, alpha: float = 0.05) -> str:
+    """One sentence on whether run ``a`` fluctuates more late in training than run ``b``
+    (``test`` from :func:`late_fluctuation`), a direction only when ``p < alpha``."""
+    numbers = (f"spread {test['spread_a']:.4f} against {test['spread_b']:.4f}, ratio {test['ratio']:.3f}, "
+               f"Pitman–Morgan p = {test['p']:.3g}; the residuals correlate {test['shared']:.2f} through the shared batches")  # fmt: skip
+    if test["p"] < alpha:
+        return f"{a} fluctuates {'more' if test['ratio'] > 1 else 'less'} than {b} ({numbers})"
     return f"no difference in fluctuation between {a} and {b} detected ({numbers})"
 
 
@@ -653,7 +657,8 @@ def fluctuation_lines(runs: list[dict], task: str) -> list[str]:
     """The README's :func:`fluctuation_verdict` on each of :func:`fluctuation_pairs`."""
     lines = []
     for seed, pair in fluctuation_pairs(runs, task).items():
-        verdict = fluctuation_verdict(*pair.values(), *(f"LOZO at {label}" for label in pair))
+        test = late_fluctuation(*pair.values())
+        verdict = fluctuation_verdict(test, *(f"LOZO at {label}" for label in pair))
         lines += ["", f"**{task}, late-training fluctuation** (seed {seed}, training loss over the last "
                       f"300 steps minus its 50-step moving average): {verdict}."]  # fmt: skip
     return lines

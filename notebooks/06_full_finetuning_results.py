@@ -55,6 +55,7 @@ from lozo_core.results import (
     full_protocol_rows,
     full_protocol_runs,
     grid_edge,
+    late_fluctuation,
     late_residuals,
     load,
     paired_gains,
@@ -318,11 +319,11 @@ for seed, pair in pairs.items():
     ax.set(xlabel="step", ylabel="training loss", title=f"LOZO, SST-2, seed {seed}")
     ax.legend()
     plt.show()
-    verdict = fluctuation_verdict(*pair.values(), *pair)
-    print(verdict)
+    test = late_fluctuation(*pair.values())
+    print(fluctuation_verdict(test, *pair))
     print(
         "ν explains (part of) the fluctuation"
-        if verdict.startswith(f"{next(iter(pair))} fluctuates more")
+        if test["p"] < 0.05 and test["ratio"] > 1
         else "that ν explains the fluctuation is not shown at p < 0.05 (exercise 2: the test's power)"
     )
 if not pairs:

@@ -278,9 +278,12 @@ def test_the_fluctuation_test_sees_a_small_extra_noise_that_the_shared_batches_w
     ratio, p = results.equal_spread_test(x, y)
     assert 1.0 < ratio < 1.2 and p < 0.01
     assert results.equal_spread_test(y, x) == pytest.approx((1 / ratio, p))
-    assert results.fluctuation_verdict(loud, quiet, "ν = 50", "ν = 1").startswith(
+    test = results.late_fluctuation(loud, quiet)
+    assert (test["ratio"], test["p"]) == (ratio, p) and test["shared"] > 0.5
+    assert results.fluctuation_verdict(test, "ν = 50", "ν = 1").startswith(
         "ν = 50 fluctuates more than ν = 1"
     )
-    assert results.fluctuation_verdict(quiet, loud, "a", "b").startswith("a fluctuates less")
-    other = list(batches + rng.normal(0, 0.02, 1000))
-    assert results.fluctuation_verdict(quiet, other, "a", "b").startswith("no difference")
+    reverse = results.late_fluctuation(quiet, loud)
+    assert results.fluctuation_verdict(reverse, "a", "b").startswith("a fluctuates less")
+    other = results.late_fluctuation(quiet, list(batches + rng.normal(0, 0.02, 1000)))
+    assert results.fluctuation_verdict(other, "a", "b").startswith("no difference")
