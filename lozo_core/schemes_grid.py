@@ -114,15 +114,17 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def cost_per_scheme(recorded: list[dict]) -> list[dict]:
-    """Per (scheme, optimizer) over recorded runs: trainable parameters, the largest peak memory
-    of a run's last process, and the median seconds per training step (None for zero-shot)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+def costs(recorded: list[dict]) -> list[dict]:
+    """Per (task, scheme, optimizer) over recorded runs: trainable parameters, the largest peak
+    memory of a run's last process, and the median seconds per training step (None for
+    zero-shot). Tasks stay apart: a step's seconds grow with its prompts' length and candidates."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in recorded:
         if "peak_mem_bytes" in r:
-            groups.setdefault((r["scheme"], r["optimizer"]), []).append(r)
+            groups.setdefault((r["task"], r["scheme"], r["optimizer"]), []).append(r)
     return [
         {
+            "task": task,
             "scheme": scheme,
             "optimizer": optimizer,
             "runs": len(group),
@@ -132,7 +134,7 @@ def cost_per_scheme(recorded: list[dict]) -> list[dict]:
             if group[0]["steps"]
             else None,
         }  # fmt: skip
-        for (scheme, optimizer), group in sorted(groups.items())
+        for (task, scheme, optimizer), group in sorted(groups.items())
     ]
 
 

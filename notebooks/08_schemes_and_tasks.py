@@ -38,7 +38,7 @@ from lozo_core.provenance import banner, is_smoke
 from lozo_core.schemes import Scheme
 from lozo_core.schemes_grid import (
     alignment_verdict,
-    cost_per_scheme,
+    costs,
     gains,
     load_plan,
     lozo_mezo_verdicts,
@@ -159,15 +159,22 @@ print(table.to_string() if len(table) else "No trained cell of the grid is recor
 #
 # Trainable parameters, the peak memory of each run's last process (resident set size, which
 # includes the 135M frozen weights every scheme keeps, and the evaluation), and the median seconds
-# per step, from the recorded runs (zero-shot rows: evaluation only). A zeroth-order step costs about the same forward passes
+# per step on each task, from the recorded runs (zero-shot rows: evaluation only; a task's prompts
+# and candidates set its step's length). A zeroth-order step costs about the same forward passes
 # whatever trains; a first-order step's memory grows with what it must keep for the backward pass
 # and Adam's two moments per trainable parameter.
 
 # %%
-costs = pd.DataFrame(cost_per_scheme(recorded))
+cost = pd.DataFrame(costs(recorded))
 print(
-    costs.round(2).to_string(index=False)
-    if len(costs)
+    cost.pivot_table(
+        index=["scheme", "optimizer", "trainable_parameters"],
+        columns="task",
+        values=["seconds_per_step", "peak_memory_MiB"],
+    )
+    .round(2)
+    .to_string()
+    if len(cost)
     else "No run is recorded yet: parameters and memory per scheme appear here once one is."
 )
 

@@ -10,7 +10,7 @@ import pytest
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.schemes_grid import (
     alignment_verdict,
-    cost_per_scheme,
+    costs,
     gains,
     load_plan,
     lozo_mezo_verdicts,
@@ -57,7 +57,8 @@ def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_pat
     assert {r["run"]: r["block"] for r in recorded}["copa/lozo-lora_s0"] == "lora"
     by_run = {(g["scheme"], g["seed"]): g["gain"] for g in gains(recorded)}
     assert by_run == {("lora", 0): pytest.approx(0.10), ("prefix", 0): pytest.approx(0.05)}
-    (zero, lora, prefix) = cost_per_scheme(recorded)
+    record(tmp_path, "sst2/lozo-prefix_s0", "lozo", "prefix", 0, 0.45, **cost | {"steps": 10})
+    (zero, lora, prefix, sst2) = costs(runs(tmp_path))
     assert (zero["optimizer"], zero["seconds_per_step"], zero["peak_memory_MiB"]) == (
         "zero-shot",
         None,
@@ -66,6 +67,7 @@ def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_pat
     assert (lora["scheme"], prefix["runs"], prefix["peak_memory_MiB"], prefix["seconds_per_step"]) == (
         "lora", 2, 1024.0, 2.0,
     )  # fmt: skip
+    assert (sst2["task"], sst2["runs"], sst2["seconds_per_step"]) == ("sst2", 1, 1.0)
 
 
 def test_verdicts_give_a_direction_only_where_the_seeds_agree():
