@@ -129,8 +129,11 @@ for ax, task in zip(axes, TASKS, strict=True):
     sns.heatmap(values, ax=ax, cmap="RdBu", vmin=-limit, vmax=limit, cbar=ax is axes[-1],
                 xticklabels=OPTIMIZERS, yticklabels=SCHEMES)  # fmt: skip
     for (i, j), label in np.ndenumerate(labels):
-        ax.text(j + 0.5, i + 0.5, label, ha="center", va="center", fontsize=8)
+        dark = abs(values[i, j]) > 0.6 * limit
+        ax.text(j + 0.5, i + 0.5, label, ha="center", va="center", fontsize=8,
+                color="white" if dark else "black")  # fmt: skip
     ax.set_title(f"{task}: test gain over zero-shot")
+    ax.grid(False)
 axes[0].set_ylabel("scheme")
 plt.tight_layout()
 plt.show()
