@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 SMOKE_ENV = "LOZO_SMOKE"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "data" / "results"
 
 
 def heavy_lock() -> str:
@@ -107,6 +108,20 @@ def machine() -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return info
+
+
+def cpu_line(machine: dict) -> str:
+    """The machine in one phrase, with what decides bf16's speed: its SIMD and bf16 instructions."""
+    if machine.get("gpu"):
+        return f"{machine['gpu']}, torch {machine['torch']}"
+    cpu = machine.get("cpu_model") or machine["processor"]
+    if "cpu_flags" not in machine:
+        return f"{cpu} x{machine['cpu_count']} (CPU flags not recorded), torch {machine['torch']}"
+    flags = set(machine["cpu_flags"])
+    bf16 = sorted(flags & {"amx_bf16", "avx512_bf16"})
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    hardware = f"bf16 in hardware: {', '.join(bf16)}" if bf16 else "no bf16 matrix instructions"
+    return f"{cpu} x{machine['cpu_count']} ({simd}, {hardware}), torch {machine['torch']}"
 
 
 def banner(**fields) -> None:

@@ -11,7 +11,7 @@ The starting model is the scheme's: prefix tuning starts from random virtual tok
 its own zero-shot run; a LoRA adapter starts at :math:`B_{lora}=0`, i.e. from the full model, so
 LoRA's gains are taken over the full scheme's zero-shot run.
 
-:func:`verdicts` states what the gains show with :func:`lozo_core.results.difference_verdict`: a
+:func:`verdicts` states what the gains show with :func:`lozo_core.paired.difference_verdict`: a
 direction only where a paired t-test over seeds gives :math:`p < 0.05` (with 3 seeds,
 :math:`|t| > 4.30`), otherwise "no difference detected" with the numbers.
 """
@@ -25,8 +25,8 @@ from pathlib import Path
 import tomllib
 
 from lozo_core.optim.table import row
-from lozo_core.provenance import REPO_ROOT
-from lozo_core.results import RESULTS_DIR, difference_verdict
+from lozo_core.paired import difference_verdict
+from lozo_core.provenance import REPO_ROOT, RESULTS_DIR
 
 GRID = "schemes_grid"
 PLAN = REPO_ROOT / "scripts" / "schemes_grid.toml"
@@ -107,11 +107,6 @@ def gains(recorded: list[dict], key: str = "eval_accuracy_at_best_validation") -
             "accuracy": r[key], "zero_shot": zero[reference], "gain": r[key] - zero[reference],
         })  # fmt: skip
     return rows
-
-
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def costs(recorded: list[dict]) -> list[dict]:

@@ -39,8 +39,9 @@ import seaborn as sns
 
 from lozo_core.models import load_model
 from lozo_core.optim.table import TABLE, Hyper, forward_equivalents
+from lozo_core.paired import paired_gains
 from lozo_core.provenance import banner, pick
-from lozo_core.results import OPTIMIZER_ORDER, finetune_markdown, finetune_rows, load, paired_gains
+from lozo_core.results import OPTIMIZER_ORDER, finetune_markdown, finetune_rows, load
 from lozo_core.train import TrainConfig, train
 
 sns.set_theme(style="whitegrid")

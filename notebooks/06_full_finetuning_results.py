@@ -39,16 +39,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from lozo_core.optim.table import forward_equivalents
-from lozo_core.provenance import REPO_ROOT, banner
-from lozo_core.results import (
+from lozo_core.full_protocol import (
     FULL_PROTOCOL,
-    RESULTS_DIR,
     accuracy_verdicts,
     campaign_timing,
-    cpu_line,
-    dtype_ratio_lines,
-    equal_spread_test,
     fluctuation_pairs,
     fluctuation_verdict,
     full_protocol_markdown,
@@ -57,13 +51,14 @@ from lozo_core.results import (
     grid_edge,
     late_fluctuation,
     late_residuals,
-    load,
-    paired_gains,
     speed_verdicts,
     steps_to_reach,
     sweep_choices,
-    sweep_run,
 )
+from lozo_core.optim.table import forward_equivalents
+from lozo_core.paired import equal_spread_test, paired_gains
+from lozo_core.provenance import REPO_ROOT, RESULTS_DIR, banner, cpu_line
+from lozo_core.results import dtype_ratio_lines, load, sweep_run
 from lozo_core.trajectory import Trajectory
 
 sns.set_theme(style="whitegrid")
@@ -149,7 +144,7 @@ for name in sgd_like:
 # saved at that step (FO-Adam). Gains over zero-shot are paired by seed: each seed's zero-shot
 # run shares its data draw. The last column says how much validation accuracy still changed over
 # the second half of each run (a least-squares line through those evaluations,
-# `lozo_core.results.second_half_validation_change`). One evaluation on 500 examples has a
+# `lozo_core.full_protocol.second_half_validation_change`). One evaluation on 500 examples has a
 # standard error of about 0.02: a change well above it means the run was still improving when it
 # stopped and a longer run might gain more; for FO-Adam the protocol ("until its validation
 # accuracy has stopped rising") asks for a change within it.
@@ -390,15 +385,15 @@ plt.show()
 # Accuracy: LOZO against MeZO and LOZO-M against LOZO, the LOZO paper's two accuracy claims, at
 # 1000 steps and, where both have one, at the length of their longer runs (2200 steps), paired by
 # seed (same data, batches and test examples); a direction is claimed only when a paired
-# t-test over the seeds gives p < 0.05 (`results.difference_verdict`), each comparison at its own
+# t-test over the seeds gives p < 0.05 (`paired.difference_verdict`), each comparison at its own
 # 0.05, uncorrected for making two: a p just under 0.05 from 3 seeds is weak evidence.
 # Speed: per seed, the seconds LOZO needs to reach MeZO's best validation loss (of MeZO's longest
 # run on that seed) against the seconds MeZO needed (6.4), at each method's cost per step (6.3).
 # A seed on which LOZO never got there counts against LOZO only if its whole run took at least
-# MeZO's time; a run that ended sooner leaves the seed undecided (`results.speed_verdict`).
+# MeZO's time; a run that ended sooner leaves the seed undecided (`full_protocol.speed_verdict`).
 # Accuracy per second: where a LOZO run lasts about as many seconds as one of MeZO's (within 25%;
 # the longer runs continue the 1000-step ones), their test accuracies are paired by seed as above
-# (`results.equal_time_verdict`). MeZO's cost is given both ways: as published and with its
+# (`full_protocol.equal_time_verdict`). MeZO's cost is given both ways: as published and with its
 # directions kept, as the campaign ran it.
 
 # %%

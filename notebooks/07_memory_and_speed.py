@@ -36,15 +36,8 @@ import torch
 
 from lozo_core.drift import cycle_drift
 from lozo_core.memory_model import TERMS, Architecture, peak_bytes
-from lozo_core.provenance import banner, pick
-from lozo_core.results import (
-    SCALING_SIZES,
-    bench_groups,
-    bench_key,
-    cpu_line,
-    dtype_ratio_lines,
-    load,
-)
+from lozo_core.provenance import banner, cpu_line, pick
+from lozo_core.results import SCALING_SIZES, bench_groups, bench_key, dtype_ratio_lines, load
 
 torch.set_num_threads(1)
 sns.set_theme(style="whitegrid")

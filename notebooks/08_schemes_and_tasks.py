@@ -34,6 +34,7 @@ import torch
 
 from lozo_core.models import load_model, random_init_like
 from lozo_core.moments import lge_second_moment, rge_second_moment, subspace_energy_fraction
+from lozo_core.paired import mean_std
 from lozo_core.provenance import banner, is_smoke
 from lozo_core.schemes import Scheme
 from lozo_core.schemes_grid import (
@@ -42,7 +43,6 @@ from lozo_core.schemes_grid import (
     gains,
     load_plan,
     lozo_mezo_verdicts,
-    mean_std,
     planned_runs,
     runs,
     sweep_choices,

@@ -21,8 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lozo_core import tasks as T  # noqa: E402
-from lozo_core.provenance import cpu_slug, machine  # noqa: E402
-from lozo_core.results import cpu_line  # noqa: E402
+from lozo_core.provenance import cpu_line, cpu_slug, machine  # noqa: E402
 from lozo_core.train import TrainConfig, rebuild, score, splits, weights_fingerprint  # noqa: E402
 from lozo_core.trajectory import Trajectory  # noqa: E402
 

@@ -1,0 +1,77 @@
+r"""Runs paired by seed: the same data draw, batch order and evaluation examples, so that the
+difference of two runs on a seed removes what the seed alone decides.
+
+What several seeds let one say: mean and spread (:func:`mean_std`, :func:`format_mean_std`), gains
+over the zero-shot run of the same seed (:func:`paired_gains`), a direction only where a paired
+t-test allows it (:func:`difference_verdict`), and whether two paired series spread alike
+(:func:`equal_spread_test`).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def format_mean_std(values: list[float], signed: bool = False) -> str:
+    """``mean ± std`` to three decimals (the value alone for one seed); ``signed`` writes the sign."""
+    form = "+.3f" if signed else ".3f"
+    if len(values) == 1:
+        return f"{values[0]:{form}}"
+    return f"{statistics.mean(values):{form}} ± {statistics.stdev(values):.3f}"
+
+
+def paired_gains(
+    runs: list[dict], key: str = "final_eval_accuracy", by: str = "optimizer"
+) -> dict[tuple[str, str], list[float]]:
+    """Per ``(task, run[by])``: each run's ``key`` minus the accuracy of the zero-shot run of the
+    same task, model and seed (the same data and evaluation examples), in seed order. A gain of
+    exactly 0 means no evaluated prediction changed. Runs without a zero-shot partner are left out."""
+    zero = {(r["task"], r["model"], r["seed"]): r["final_eval_accuracy"]
+            for r in runs if r["optimizer"] == "zero-shot"}  # fmt: skip
+    gains: dict[tuple[str, str], list[float]] = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        partner = zero.get((r["task"], r["model"], r["seed"]))
+        if r["optimizer"] != "zero-shot" and partner is not None:
+            gains.setdefault((r["task"], r[by]), []).append(r[key] - partner)
+    return gains
+
+
+def difference_verdict(
+    a: str, b: str, diffs: list[float], alpha: float = 0.05, unit: str = "seeds"
+) -> str:
+    r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when a
+    two-sided one-sample t-test of :math:`\bar d = 0` over the seeds gives :math:`p < \alpha`
+    (with 3 seeds, :math:`|t| > 4.30`); otherwise "no difference detected" with the numbers.
+    ``unit`` names what the differences pair over (seeds, or e.g. task-seed pairs)."""
+    from scipy.stats import ttest_1samp
+
+    n, mean = len(diffs), statistics.mean(diffs)
+    if n < 2:
+        return f"{a} − {b} = {mean:+.3f} on one pair: too few {unit} for a verdict"
+    sd = statistics.stdev(diffs)
+    p = float(ttest_1samp(diffs, 0.0).pvalue) if sd > 0 else (1.0 if mean == 0 else 0.0)
+    numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} {unit}, paired t-test p = {p:.3f}"
+    if p < alpha:
+        return f"{a} is {'higher' if mean > 0 else 'lower'} than {b} ({numbers})"
+    return f"no difference between {a} and {b} detected ({numbers})"
+
+
+def equal_spread_test(x: list[float], y: list[float]) -> tuple[float, float]:
+    r"""Pitman–Morgan test of :math:`\operatorname{Var} x = \operatorname{Var} y` for paired
+    samples (here: two runs' residuals on the same batches): since
+    :math:`\operatorname{Cov}(x+y,\,x-y) = \operatorname{Var} x - \operatorname{Var} y`, the
+    variances are equal iff :math:`x+y` and :math:`x-y` are uncorrelated, tested by Pearson's
+    :math:`r` with :math:`n-2` degrees of freedom. Pairing removes what the samples share (the
+    batch-to-batch variation of the loss), so the test sees a small extra fluctuation in one run
+    that a comparison of two unpaired spreads would not. Treats steps as independent.
+    Returns (std x / std y, two-sided p)."""
+    from scipy.stats import pearsonr
+
+    total = [a + b for a, b in zip(x, y, strict=True)]
+    diff = [a - b for a, b in zip(x, y, strict=True)]
+    return statistics.stdev(x) / statistics.stdev(y), float(pearsonr(total, diff).pvalue)
