@@ -403,8 +403,8 @@ def train(
         record["time_s"] = train_seconds
         log(record)
         trajectory.evals.append(record)
-        best = max(h[f"{key}_accuracy"] for h in history if f"{key}_accuracy" in h)
-        if validation_set and not replayable and accuracy >= best and step > 0:
+        earlier = [h[f"{key}_accuracy"] for h in history[:-1] if f"{key}_accuracy" in h]
+        if validation_set and not replayable and step > 0 and accuracy > max(earlier):
             save_atomic({"step": step, "model": model.state_dict()}, best_path)
         return accuracy
 
@@ -525,8 +525,9 @@ def _test_accuracies(
     cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path,
     keep_directions,
 ) -> dict:  # fmt: skip
-    """Test accuracy at the last step and at the best-validation step (rebuilt by replay for
-    zeroth-order runs, restored from ``best.pt`` for first-order ones)."""
+    """Test accuracy at the last step and at the best-validation step — the first, where several
+    evaluations tie — rebuilt by replay for zeroth-order runs, restored from ``best.pt`` (written
+    at each strict improvement) for first-order ones."""
 
     def test(m, cands) -> float:
         with effective() if effective else contextlib.nullcontext():

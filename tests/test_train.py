@@ -194,6 +194,23 @@ def test_full_data_protocol_reports_eval_accuracy_at_best_validation(tmp_path):
     assert summary["eval_accuracy_at_best_validation"] == accuracy
 
 
+def test_of_tied_validation_accuracies_a_first_order_run_reports_the_first(tmp_path, monkeypatch):
+    from lozo_core import train as module
+
+    scripted = iter([0.50, 0.75, 0.75, 0.70])
+
+    def score_validation(model, tokenizer, task, split, *args):
+        scores = score(model, tokenizer, task, split, *args)
+        return scores | {"accuracy": next(scripted)} if len(split) == 16 else scores
+
+    monkeypatch.setattr(module, "score", score_validation)
+    cfg = TrainConfig(model="tiny-opt", task="sst2", k_shot=0, batch_size=8, eval_examples=32,
+                      validation_examples=16, optimizer="fo-adam", lr=1e-3, steps=3, eval_every=1)  # fmt: skip
+    summary = train(cfg, tmp_path)
+    assert (summary["best_validation_step"], summary["best_validation_model"]) == (1, "best.pt")
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["step"] == 1
+
+
 def test_load_opt_offline_names_the_way_out():
     from lozo_core.models import load_model, load_opt
 
