@@ -196,6 +196,29 @@ def test_add_param_group_is_honoured_and_rejects_unknown_keys():
         opt.add_param_group({"params": list(model[1].parameters()), "rank": 4})
 
 
+@pytest.mark.parametrize("name, engine", CASES)
+def test_a_loaded_state_brings_its_hyperparameters_and_later_changes_to_them_count(name, engine):
+    source_model, model = mlp(), mlp()
+    source = build(name, engine, source_model)
+    source.step(problem(source_model))
+    model.load_state_dict(source_model.state_dict())
+    loaded = build(name, engine, model, lr=123.0)
+    loaded.load_state_dict(copy.deepcopy(source.state_dict()))
+    source.step(problem(source_model))
+    loaded.step(problem(model))
+    for merged in (source, loaded):
+        merged.merge()
+    for x, y in zip(params(source_model), params(model), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-12)
+    for group in loaded.param_groups:
+        group["lr"] = 0.0
+    before = params(model)
+    loaded.step(problem(model))
+    loaded.merge()
+    moved = max(float((a - b).abs().max()) for a, b in zip(before, params(model), strict=True))
+    assert moved < 1e-9, f"{name}/{engine}: lr = 0 after load_state_dict moved a weight by {moved}"
+
+
 def test_exactness_of_the_engines_is_measured_not_assumed():
     """lr = 0: the side path leaves every bit of every weight; in-place MeZO does not (fp32)."""
     for engine, exact in (("sidepath", True), ("inplace", False)):

@@ -145,14 +145,14 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
 
     def _layout(self) -> None:
         """Name the parameters, bind the engine, split blocks, create direction state."""
-        self.names, self._group_of = {}, {}
+        self.names, self._group_index = {}, {}
         zo, self.backprop_params = [], []
         for g, group in enumerate(self.param_groups):
             names = group.get("param_names") or [
                 f"group{g}.param{i}" for i in range(len(group["params"]))
             ]
             for name, p in zip(names, group["params"], strict=True):
-                self.names[id(p)], self._group_of[id(p)] = name, group
+                self.names[id(p)], self._group_index[id(p)] = name, g
                 (self.backprop_params if group["backprop"] else zo).append(p)
         if not zo:
             raise ValueError("no parameters left for zeroth-order training")
@@ -176,8 +176,12 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             group["step"] += 1
 
+    def _group(self, p: Tensor) -> dict:
+        """``p``'s param group as it is now (``load_state_dict`` replaces the group dicts)."""
+        return self.param_groups[self._group_index[id(p)]]
+
     def _eps(self, p: Tensor) -> float:
-        return self._group_of[id(p)]["eps"]
+        return self._group(p)["eps"]
 
     def _queries(self, k: int, b: int) -> list:
         block = self._blocks[b]
@@ -259,7 +263,7 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
             yield p, g.div_(len(queries)), V
 
     def _update(self, queries, losses, k: int, *, closure=None, choice=None):
-        for p, group in ((p, self._group_of[id(p)]) for p in queries[0].params):
+        for p, group in ((p, self._group(p)) for p in queries[0].params):
             if group["weight_decay"]:
                 V = self.state[p].get("V")
                 self.engine.decay(p, 1 - group["lr"] * group["weight_decay"], V)
@@ -267,7 +271,7 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         def shift(scale: float) -> None:
             for p, g, V in self._estimates(queries, losses):
                 step = self.rule(g, self.state[p], k + 1)
-                self.engine.write(p, step, V, scale * self._group_of[id(p)]["lr"])
+                self.engine.write(p, step, V, scale * self._group(p)["lr"])
 
         if choice is not None:
             return self.rule.replay(shift, choice)
@@ -280,7 +284,7 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
         reduce_mean_([g for g in grads if g is not None], self.process_group)
         for p, g in zip(self.backprop_params, grads, strict=True):
             if g is not None:
-                p.add_(g, alpha=-self._group_of[id(p)]["lr"])
+                p.add_(g, alpha=-self._group(p)["lr"])
 
     def merge(self) -> None:
         """Export step for ``engine="sidepath-deferred"``: write pending updates into the
