@@ -31,8 +31,8 @@ def mlp(seed=0, dtype=torch.float64):
 
 def problem(model):
     g = torch.Generator().manual_seed(7)
-    x = torch.randn(10, 6, generator=g).to(model[0].weight.dtype)
-    y = torch.randn(10, 3, generator=g).to(x.dtype)
+    x = torch.randn(10, 6, generator=g, dtype=torch.float32).to(model[0].weight.dtype)
+    y = torch.randn(10, 3, generator=g, dtype=torch.float32).to(x.dtype)
     per_example = lambda batch: (model(batch[0]) - batch[1]).pow(2).mean(1)
     return PairedClosure(
         per_example, (x, y), lambda b: (torch.cat([b[0], b[0]]), torch.cat([b[1], b[1]]))
@@ -217,6 +217,17 @@ def test_a_loaded_state_brings_its_hyperparameters_and_later_changes_to_them_cou
     loaded.merge()
     moved = max(float((a - b).abs().max()) for a, b in zip(before, params(model), strict=True))
     assert moved < 1e-9, f"{name}/{engine}: lr = 0 after load_state_dict moved a weight by {moved}"
+
+
+@pytest.mark.parametrize("name", ["mezo", "lozo", "forward-grad"])
+def test_the_draws_do_not_depend_on_torchs_default_dtype(name):
+    first, _, _ = run(name, "inplace", dtype=torch.float32)
+    torch.set_default_dtype(torch.float64)
+    try:
+        second, _, _ = run(name, "inplace", dtype=torch.float32)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert all(torch.equal(a, b) for a, b in zip(params(first), params(second), strict=True))
 
 
 def test_exactness_of_the_engines_is_measured_not_assumed():

@@ -100,12 +100,17 @@ class Query:
         p, v = self.params[i], self.V[i]
         g = stream(*self.keys, i, device=p.device)
         if v is not None:
-            u = torch.randn((p.shape[0], v.shape[1]), generator=g, device=p.device)
+            u = torch.randn(
+                (p.shape[0], v.shape[1]), generator=g, device=p.device, dtype=torch.float32
+            )
             return p, None, u.to(v.dtype), v
-        z = torch.randn(p.shape, generator=g, device=p.device)
+        z = torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32)
         if self.density < 1:
             masks = stream(*self.mask_keys, i, device=p.device)
-            z.mul_(torch.rand(p.shape, generator=masks, device=p.device) < self.density)
+            z.mul_(
+                torch.rand(p.shape, generator=masks, device=p.device, dtype=torch.float32)
+                < self.density
+            )
         return p, z.to(accumulator_dtype(p)), None, None
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]]:
@@ -196,7 +201,9 @@ class LazyLowRank:
             if "V" not in state:
                 continue
             g = stream(seed, k, V_KEY, i, device=p.device)
-            V_new = torch.randn((p.shape[1], self.rank), generator=g, device=p.device)
+            V_new = torch.randn(
+                (p.shape[1], self.rank), generator=g, device=p.device, dtype=torch.float32
+            )
             V_new = V_new.to(accumulator_dtype(p))
             changes.append((state, state["V"], V_new))
             state["V"] = V_new

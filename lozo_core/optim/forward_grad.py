@@ -79,7 +79,8 @@ class ForwardGrad(torch.optim.Optimizer):
         def draw(i: int) -> Tensor:
             p = params[i][0]
             g = stream(self.seed, k, DIRECTION_KEY, 0, 0, i, device=p.device)
-            return torch.randn(p.shape, generator=g, device=p.device).to(p.dtype)
+            z = torch.randn(p.shape, generator=g, device=p.device, dtype=torch.float32)
+            return z.to(p.dtype)
 
         tangents = prefetched(draw, len(params))
         return [(p, v, group) for (p, group), v in zip(params, tangents, strict=True)]
