@@ -230,6 +230,21 @@ def test_the_draws_do_not_depend_on_torchs_default_dtype(name):
     assert all(torch.equal(a, b) for a, b in zip(params(first), params(second), strict=True))
 
 
+def test_a_matrix_added_mid_interval_trains_at_once_in_the_intervals_subspace():
+    model, whole_model = mlp(), mlp()
+    first, last = list(model[0].parameters()), list(model[2].parameters())
+    opt = LOZO(first, lr=1e-2, rank=2, interval=5)
+    opt.step(problem(model))
+    opt.add_param_group({"params": last})
+    whole = LOZO(list(whole_model[0].parameters()) + list(whole_model[2].parameters()),
+                 lr=1e-2, rank=2, interval=5)  # fmt: skip
+    whole.step(problem(whole_model))
+    assert torch.equal(opt.state[last[0]]["V"], whole.state[whole_model[2].weight]["V"])
+    start = last[0].detach().clone()
+    opt.step(problem(model))
+    assert float((last[0].detach() - start).abs().max()) > 1e-4
+
+
 def test_exactness_of_the_engines_is_measured_not_assumed():
     """lr = 0: the side path leaves every bit of every weight; in-place MeZO does not (fp32)."""
     for engine, exact in (("sidepath", True), ("inplace", False)):

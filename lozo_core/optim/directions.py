@@ -150,7 +150,9 @@ class Gaussian:
         """Dense directions have no basis to redraw."""
         return False
 
-    def refresh(self, k: int, params: list[Tensor], states: list[dict], seed: int) -> list:
+    def refresh(
+        self, k: int, params: list[Tensor], states: list[dict], seed: int, indices=None
+    ) -> list:
         return []
 
     def query(self, params, states, eps, seed: int, k: int, block: int, j: int) -> Query:
@@ -194,10 +196,14 @@ class LazyLowRank:
     def refresh_due(self, k: int) -> bool:
         return refresh_due(k, self.interval)
 
-    def refresh(self, k: int, params: list[Tensor], states: list[dict], seed: int) -> list:
-        """Draw every matrix's new ``V``; return the ``(state, V_old, V_new)`` changes."""
+    def refresh(
+        self, k: int, params: list[Tensor], states: list[dict], seed: int, indices=None
+    ) -> list:
+        """Draw every matrix's new ``V`` (``params[j]`` is parameter ``indices[j]`` of the
+        optimizer, ``j`` by default); return the ``(state, V_old, V_new)`` changes."""
         changes = []
-        for i, (p, state) in enumerate(zip(params, states, strict=True)):
+        indices = range(len(params)) if indices is None else indices
+        for i, p, state in zip(indices, params, states, strict=True):
             if "V" not in state:
                 continue
             g = stream(seed, k, V_KEY, i, device=p.device)

@@ -161,12 +161,24 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
                 f"blocks must be <= the number of zeroth-order parameters ({len(zo)}), "
                 f"got {self.blocks}"
             )
-        for p in zo:
-            if not self.state[p]:
-                self.direction.init_state(p, self.state[p])
+        new = [i for i, p in enumerate(zo) if not self.state[p]]
+        for i in new:
+            self.direction.init_state(zo[i], self.state[zo[i]])
+        self._draw_current_basis(zo, new)
         self.engine.bind(zo, self.names)
         bounds = [round(i * len(zo) / self.blocks) for i in range(self.blocks + 1)]
         self._blocks = [zo[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    def _draw_current_basis(self, zo: list[Tensor], new: list[int]) -> None:
+        """Give parameters added mid-interval (``add_param_group``) the ``V`` they would hold had
+        they been there from the start: the draw of the last refresh, at their index. Without it a
+        new matrix would keep its zero ``V``, and so stay frozen, until the next refresh."""
+        k = self.steps_taken
+        if not new or k == 0 or self.direction.refresh_due(k):
+            return
+        last = next(j for j in range(k - 1, -1, -1) if self.direction.refresh_due(j))
+        self.direction.refresh(last, [zo[i] for i in new], [self.state[zo[i]] for i in new],
+                               self.seed, indices=new)  # fmt: skip
 
     @property
     def steps_taken(self) -> int:
