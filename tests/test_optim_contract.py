@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from lozo_core.optim import LOZO, MeZO, PairedClosure
+from lozo_core.optim.directions import LazyLowRank
 from lozo_core.optim.engines import ENGINES
+from lozo_core.optim.optimizer import ZeroOrderOptimizer
+from lozo_core.optim.rules import Conservative
 from lozo_core.optim.table import ROWS, Hyper
 from lozo_core.trajectory import Trajectory, replay
 
@@ -243,6 +246,20 @@ def test_a_matrix_added_mid_interval_trains_at_once_in_the_intervals_subspace():
     start = last[0].detach().clone()
     opt.step(problem(model))
     assert float((last[0].detach() - start).abs().max()) > 1e-4
+
+
+def test_the_conservative_rule_sees_its_trial_steps_on_every_engine():
+    choices = {}
+    for engine in ("sidepath", "sidepath-deferred"):
+        model = mlp()
+        opt = ZeroOrderOptimizer(model.parameters(), direction=LazyLowRank(2, 3),
+                                 rule=Conservative(), engine=engine, lr=0.1)  # fmt: skip
+        choices[engine] = []
+        for _ in range(6):
+            opt.step(problem(model))
+            choices[engine].append(opt.last_record["choices"])
+    assert choices["sidepath-deferred"] == choices["sidepath"]
+    assert len({c[0] for c in choices["sidepath"]}) > 1, "a test whose choices never vary"
 
 
 def test_exactness_of_the_engines_is_measured_not_assumed():

@@ -285,10 +285,15 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
                 step = self.rule(g, self.state[p], k + 1)
                 self.engine.write(p, step, V, scale * self._group(p)["lr"])
 
+        def at_trained_weights() -> Tensor:
+            with self.engine.effective_weights():
+                return closure()
+
         if choice is not None:
             return self.rule.replay(shift, choice)
-        with self.engine.effective_weights():
-            return self.rule.apply(shift, closure, lambda fs: reduce_mean(fs, self.process_group))
+        return self.rule.apply(
+            shift, at_trained_weights, lambda fs: reduce_mean(fs, self.process_group)
+        )
 
     def _backprop_step(self, closure: Callable[[], Tensor]) -> None:
         with torch.enable_grad(), self.engine.effective_weights():
