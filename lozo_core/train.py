@@ -293,7 +293,9 @@ def rebuild(
     model, candidates = S.scorer(fresh, T.get_task(cfg.task), cfg.seed)
     model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     if steps:
-        replay(build_optimizer(cfg, model, keep_directions), trajectory.records[:steps])
+        optimizer = build_optimizer(cfg, model, keep_directions)
+        replay(optimizer, trajectory.records[:steps])
+        optimizer.merge()
     return model, candidates, fresh
 
 

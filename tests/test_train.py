@@ -1,5 +1,6 @@
 """The training CLI, resume, bad input, every task and objective end to end."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -209,6 +210,20 @@ def test_of_tied_validation_accuracies_a_first_order_run_reports_the_first(tmp_p
     summary = train(cfg, tmp_path)
     assert (summary["best_validation_step"], summary["best_validation_model"]) == (1, "best.pt")
     assert torch.load(tmp_path / "best.pt", weights_only=True)["step"] == 1
+
+
+def test_a_rebuilt_deferred_run_holds_its_pending_updates(tmp_path):
+    cfg = TrainConfig(model="tiny-opt", task="sst2", k_shot=4, batch_size=8, eval_examples=16,
+                      optimizer="lozo", lr=1e-2, steps=4, interval=50, engine="sidepath-deferred")  # fmt: skip
+    train(cfg, tmp_path)
+    trajectory = Trajectory.load(tmp_path)
+    start, _, _ = rebuild(cfg, trajectory, 0)
+    deferred, _, _ = rebuild(cfg, trajectory, 4)
+    plain, _, _ = rebuild(dataclasses.replace(cfg, engine="sidepath"), trajectory, 4)
+    pairs = list(zip(start.parameters(), deferred.parameters(), plain.parameters(), strict=True))
+    assert max(float((d - s).detach().abs().max()) for s, d, _ in pairs) > 1e-4
+    for _, d, p in pairs:
+        torch.testing.assert_close(d, p, rtol=1e-5, atol=1e-6)
 
 
 def test_load_opt_offline_names_the_way_out():
