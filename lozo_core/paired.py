@@ -47,15 +47,23 @@ def difference_verdict(
     r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when a
     two-sided one-sample t-test of :math:`\bar d = 0` over the seeds gives :math:`p < \alpha`
     (with 3 seeds, :math:`|t| > 4.30`); otherwise "no difference detected" with the numbers.
-    ``unit`` names what the differences pair over (seeds, or e.g. task-seed pairs)."""
-    from scipy.stats import ttest_1samp
+    ``unit`` names what the differences pair over (seeds, or e.g. task-seed pairs).
+
+    Where every seed gives the same difference (accuracies move in whole examples, so this
+    happens) the t statistic is unbounded and says nothing; the sign test speaks instead, which
+    needs 6 seeds for :math:`p < 0.05` (:math:`p = 2^{1-n}`)."""
+    from scipy.stats import binomtest, ttest_1samp
 
     n, mean = len(diffs), statistics.mean(diffs)
     if n < 2:
         return f"{a} − {b} = {mean:+.3f} on one pair: too few {unit} for a verdict"
     sd = statistics.stdev(diffs)
-    p = float(ttest_1samp(diffs, 0.0).pvalue) if sd > 0 else (1.0 if mean == 0 else 0.0)
-    numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} {unit}, paired t-test p = {p:.3f}"
+    if sd <= 1e-12 * max(1.0, abs(mean)):
+        p = 1.0 if abs(mean) <= 1e-12 else float(binomtest(n, n).pvalue)
+        numbers = f"Δ = {mean:+.3f} on each of {n} {unit}, sign test p = {p:.3f}"
+    else:
+        p = float(ttest_1samp(diffs, 0.0).pvalue)
+        numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} {unit}, paired t-test p = {p:.3f}"
     if p < alpha:
         return f"{a} is {'higher' if mean > 0 else 'lower'} than {b} ({numbers})"
     return f"no difference between {a} and {b} detected ({numbers})"

@@ -58,6 +58,9 @@ def test_a_difference_gets_a_direction_only_when_the_seeds_agree_beyond_noise():
     noisy = [-0.10, 0.08, 0.01]
     assert paired.difference_verdict("LOZO", "MeZO", noisy).startswith("no difference")
     assert "too few seeds" in paired.difference_verdict("LOZO", "MeZO", [0.2])
+    same = paired.difference_verdict("LOZO", "MeZO", [0.005, 0.005, 0.005])
+    assert same.startswith("no difference") and "sign test p = 0.250" in same
+    assert paired.difference_verdict("LOZO", "MeZO", [0.005] * 6).startswith("LOZO is higher")
 
 
 def test_longer_runs_of_both_methods_are_compared_at_equal_steps():
@@ -142,7 +145,7 @@ def test_at_equal_seconds_the_lozo_run_closest_to_mezos_length_is_paired_with_it
         return r | {"eval_accuracy_at_best_validation": acc}
 
     runs = [run("mezo", s, 1000, 0.75) for s in range(3)]
-    runs += [run("lozo", s, 1000, 0.72) for s in range(3)]
+    runs += [run("lozo", s, 1000, a) for s, a in enumerate((0.72, 0.715, 0.725))]
     runs += [run("lozo-steps-2200", s, 2200, a) for s, a in enumerate((0.77, 0.771, 0.772))]
     seconds = {"lozo": 2.0, "mezo": 4.0}
     text = full_protocol.equal_time_verdict(runs, "sst2", seconds, ("lozo", "lozo-steps-2200"))
