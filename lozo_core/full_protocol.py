@@ -394,30 +394,33 @@ def equal_time_verdict(
     tolerance: float = 0.25,
 ) -> str | None:
     """Test accuracy at the best validation step, LOZO against MeZO at about equal seconds: of
-    LOZO's runs ``lozo`` and MeZO's runs ``mezo`` (:func:`extensions`), the pair whose lengths
-    at ``step_seconds["lozo"]`` and ``step_seconds["mezo"]`` are closest in ratio (of equally close
-    pairs, the longer), paired by seed (:func:`difference_verdict`). None before the two share a seed, or when no pair's seconds lie
-    within ``tolerance`` (relative) of each other."""
+    LOZO's runs ``lozo`` and MeZO's runs ``mezo`` (:func:`extensions`), the pairs whose lengths at
+    ``step_seconds["lozo"]`` and ``step_seconds["mezo"]`` lie within ``tolerance`` (relative) of
+    each other; of these the one sharing the most seeds, then the closest in ratio, then the
+    longer, paired by seed (:func:`difference_verdict`). None when no such pair shares a seed."""
     steps: dict[str, int] = {}
     for r in runs:
         if r["task"] == task and r["variant"] in (*lozo, *mezo):
             steps[r["variant"]] = max(steps.get(r["variant"], 0), r["steps"])
-    pairs = [(a, b) for a in lozo for b in mezo if a in steps and b in steps]
-    if not pairs:
-        return None
 
     def seconds(variant: str, optimizer: str) -> float:
         return steps[variant] * step_seconds[optimizer]
 
-    def mismatch(pair: tuple[str, str]) -> tuple[float, int]:
-        ratio = seconds(pair[0], "lozo") / seconds(pair[1], "mezo")
-        return round(abs(ratio - 1), 9), -steps[pair[0]]
+    def mismatch(pair: tuple[str, str]) -> float:
+        return round(abs(seconds(pair[0], "lozo") / seconds(pair[1], "mezo") - 1), 9)
 
-    ours, theirs = min(pairs, key=mismatch)
-    t_lozo, t_mezo = seconds(ours, "lozo"), seconds(theirs, "mezo")
-    diffs = paired_differences(runs, ours, theirs).get(task)
-    if not diffs or abs(t_lozo / t_mezo - 1) > tolerance:
+    diffs_of = {
+        (a, b): paired_differences(runs, a, b).get(task, [])
+        for a in lozo
+        for b in mezo
+        if a in steps and b in steps
+    }
+    within = [pair for pair, diffs in diffs_of.items() if diffs and mismatch(pair) <= tolerance]
+    if not within:
         return None
+    ours, theirs = min(within, key=lambda p: (-len(diffs_of[p]), mismatch(p), -steps[p[0]]))
+    diffs = diffs_of[(ours, theirs)]
+    t_lozo, t_mezo = seconds(ours, "lozo"), seconds(theirs, "mezo")
     return (
         f"at about equal seconds (within {tolerance:.0%}), LOZO for {steps[ours]} steps ({t_lozo:.0f} s) against MeZO "
         f"for {steps[theirs]} ({t_mezo:.0f} s), test accuracy at the best validation step: "

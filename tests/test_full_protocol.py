@@ -159,6 +159,12 @@ def test_at_equal_seconds_the_lozo_run_closest_to_mezos_length_is_paired_with_it
     assert full_protocol.equal_time_verdict(runs[3:], "sst2", seconds) is None
     only_1000_steps = runs[:6]  # 2000 s is not about 4000 s
     assert full_protocol.equal_time_verdict(only_1000_steps, "sst2", seconds) is None
+    one_seed = runs + [run("mezo-steps-2200", 0, 2200, 0.78)]
+    kept_seconds = seconds | {"mezo": 2.3}
+    three_seeds = full_protocol.equal_time_verdict(
+        one_seed, "sst2", kept_seconds, ("lozo", "lozo-steps-2200"), ("mezo", "mezo-steps-2200")
+    )  # 2200 against 2200 steps is as close as 1000 against 1000, but on one seed only
+    assert "LOZO for 1000 steps (2000 s) against MeZO for 1000 (2300 s)" in three_seeds
     runs += [run("mezo-steps-2200", s, 2200, 0.78) for s in range(3)]
     both_longer = full_protocol.equal_time_verdict(
         runs,
