@@ -12,10 +12,17 @@ the lazy interval explains LOZO's late-training fluctuation (:func:`fluctuation_
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 from lozo_core.optim.table import TABLE
-from lozo_core.paired import difference_verdict, equal_spread_test, format_mean_std, paired_gains
+from lozo_core.paired import (
+    difference_verdict,
+    equal_spread_test,
+    format_mean_std,
+    paired_gains,
+    paired_p,
+)
 from lozo_core.provenance import RESULTS_DIR, cpu_line
 
 FULL_PROTOCOL = "full_protocol"
@@ -150,6 +157,7 @@ def speed_verdict(
     step_seconds: dict[str, float],
     lozo: tuple[str, ...] = ("lozo",),
     mezo: tuple[str, ...] = ("mezo",),
+    alpha: float = 0.05,
 ) -> str | None:
     """Whether LOZO reaches MeZO's best validation loss in fewer seconds than MeZO does, seed by
     seed (:func:`reaching`), at ``step_seconds[optimizer]`` seconds per step (one machine). On
@@ -157,13 +165,18 @@ def speed_verdict(
     (:func:`extensions`); that MeZO run sets the target too.
 
     On a seed where LOZO never reached it, LOZO is slower only if its whole run took at least
-    MeZO's time to get there; a run that ended sooner leaves that seed undecided. None before
-    LOZO and MeZO share a seed."""
+    MeZO's time to get there; a run that ended sooner leaves that seed undecided, and so the
+    verdict. A direction needs ``p < alpha``: of a paired t-test on the log ratio of the seconds
+    where both times are known on every seed (:func:`lozo_core.paired.paired_p`), else of the sign
+    test on the seeds LOZO was faster on (with 3 seeds never). None before LOZO and MeZO share a
+    seed."""
+    from scipy.stats import binomtest
+
     reach = reaching(runs, task, mezo)
     ours_by_seed = longest_per_seed(reach, task, lozo, key="run")
     theirs_by_seed = longest_per_seed(reach, task, mezo, key="run")
     lozo_s, mezo_s = step_seconds["lozo"], step_seconds["mezo"]
-    faster, slower, undecided, notes = 0, 0, 0, []
+    faster, undecided, log_ratios, notes = 0, 0, [], []
     for seed, ours in sorted(ours_by_seed.items()):
         theirs = theirs_by_seed.get(seed)
         if theirs is None:
@@ -171,27 +184,40 @@ def speed_verdict(
         t_mezo = theirs["step"] * mezo_s
         if ours["step"] is not None:
             t_lozo = ours["step"] * lozo_s
-            faster, slower = faster + (t_lozo < t_mezo), slower + (t_lozo >= t_mezo)
+            faster += t_lozo < t_mezo
+            if t_lozo > 0 and t_mezo > 0:
+                log_ratios.append(math.log(t_lozo / t_mezo))
             notes.append(f"seed {seed}: LOZO {t_lozo:.0f} s (step {ours['step']})")
         else:
             t_lozo = ours["steps"] * lozo_s
-            slower, undecided = slower + (t_lozo >= t_mezo), undecided + (t_lozo < t_mezo)
+            undecided += t_lozo < t_mezo
             notes.append(f"seed {seed}: LOZO not within its {ours['steps']} steps ({t_lozo:.0f} s)")
         notes[-1] += f", MeZO {t_mezo:.0f} s (step {theirs['step']})"
-    n = faster + slower + undecided
+    n = len(notes)
     if not n:
         return None
-    if faster == n:
-        verdict = "LOZO is faster"
-    elif slower == n:
-        verdict = "LOZO is not faster"
-    elif undecided:
+    if undecided:
         verdict = (
             f"undecided: on {undecided} of {n} seeds LOZO's run ended before MeZO reached the "
             "target, so a longer LOZO run must decide"
         )
+    elif n < 2:
+        verdict = f"LOZO is {'faster' if faster else 'not faster'} on its one seed: too few seeds for a verdict"
     else:
-        verdict = f"no consistent speed-up: LOZO is faster on {faster} of {n} seeds"
+        if len(log_ratios) == n:
+            p, test = paired_p(log_ratios)
+            ratio = math.exp(statistics.mean(log_ratios))
+            numbers = f"LOZO's seconds ×{ratio:.2f} MeZO's (geometric mean), {test} on the log ratio p = {p:.3f}"
+            quicker = ratio < 1
+        else:
+            p, quicker = float(binomtest(faster, n).pvalue), faster > n / 2
+            numbers = f"sign test p = {p:.3f}"
+        if p < alpha:
+            verdict = f"LOZO is {'faster' if quicker else 'slower'} ({numbers})"
+        else:
+            verdict = (
+                f"no difference in time shown: LOZO is faster on {faster} of {n} seeds ({numbers})"
+            )
     return (
         f"a LOZO step costs {lozo_s / mezo_s:.2f}x a MeZO step; to MeZO's best validation loss, "
         f"{verdict} ({'; '.join(notes)})"

@@ -3,7 +3,7 @@ difference of two runs on a seed removes what the seed alone decides.
 
 What several seeds let one say: mean and spread (:func:`mean_std`, :func:`format_mean_std`), gains
 over the zero-shot run of the same seed (:func:`paired_gains`), a direction only where a paired
-t-test allows it (:func:`difference_verdict`), and whether two paired series spread alike
+test allows it (:func:`paired_p`, :func:`difference_verdict`), and whether two paired series spread alike
 (:func:`equal_spread_test`).
 """
 
@@ -41,29 +41,34 @@ def paired_gains(
     return gains
 
 
+def paired_p(diffs: list[float]) -> tuple[float, str]:
+    r"""Two-sided p that paired differences (at least two) have mean 0, and the test that gave it:
+    the one-sample t-test, or — where every difference is the same (accuracies move in whole
+    examples, so this happens), which leaves the t statistic unbounded and saying nothing — the
+    sign test, which needs 6 pairs for :math:`p < 0.05` (:math:`p = 2^{1-n}`)."""
+    from scipy.stats import binomtest, ttest_1samp
+
+    mean = statistics.mean(diffs)
+    if statistics.stdev(diffs) <= 1e-12 * max(1.0, abs(mean)):
+        up = sum(d > 0 for d in diffs)
+        return (1.0 if abs(mean) <= 1e-12 else float(binomtest(up, len(diffs)).pvalue)), "sign test"
+    return float(ttest_1samp(diffs, 0.0).pvalue), "paired t-test"
+
+
 def difference_verdict(
     a: str, b: str, diffs: list[float], alpha: float = 0.05, unit: str = "seeds"
 ) -> str:
-    r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when a
-    two-sided one-sample t-test of :math:`\bar d = 0` over the seeds gives :math:`p < \alpha`
-    (with 3 seeds, :math:`|t| > 4.30`); otherwise "no difference detected" with the numbers.
-    ``unit`` names what the differences pair over (seeds, or e.g. task-seed pairs).
-
-    Where every seed gives the same difference (accuracies move in whole examples, so this
-    happens) the t statistic is unbounded and says nothing; the sign test speaks instead, which
-    needs 6 seeds for :math:`p < 0.05` (:math:`p = 2^{1-n}`)."""
-    from scipy.stats import binomtest, ttest_1samp
-
+    r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when
+    :func:`paired_p` gives :math:`p < \alpha` (a t-test: with 3 seeds, :math:`|t| > 4.30`);
+    otherwise "no difference detected" with the numbers. ``unit`` names what the differences pair
+    over (seeds, or e.g. task-seed pairs)."""
     n, mean = len(diffs), statistics.mean(diffs)
     if n < 2:
         return f"{a} − {b} = {mean:+.3f} on one pair: too few {unit} for a verdict"
-    sd = statistics.stdev(diffs)
-    if sd <= 1e-12 * max(1.0, abs(mean)):
-        p = 1.0 if abs(mean) <= 1e-12 else float(binomtest(n, n).pvalue)
-        numbers = f"Δ = {mean:+.3f} on each of {n} {unit}, sign test p = {p:.3f}"
-    else:
-        p = float(ttest_1samp(diffs, 0.0).pvalue)
-        numbers = f"Δ = {mean:+.3f} ± {sd:.3f} over {n} {unit}, paired t-test p = {p:.3f}"
+    p, test = paired_p(diffs)
+    spread = (f"on each of {n} {unit}" if test == "sign test"
+              else f"± {statistics.stdev(diffs):.3f} over {n} {unit}")  # fmt: skip
+    numbers = f"Δ = {mean:+.3f} {spread}, {test} p = {p:.3f}"
     if p < alpha:
         return f"{a} is {'higher' if mean > 0 else 'lower'} than {b} ({numbers})"
     return f"no difference between {a} and {b} detected ({numbers})"

@@ -390,9 +390,12 @@ plt.show()
 # Speed: per seed, the seconds LOZO needs to reach MeZO's best validation loss (of MeZO's longest
 # run on that seed) against the seconds MeZO needed (6.4), at each method's cost per step (6.3).
 # A seed on which LOZO never got there counts against LOZO only if its whole run took at least
-# MeZO's time; a run that ended sooner leaves the seed undecided (`full_protocol.speed_verdict`).
+# MeZO's time; a run that ended sooner leaves the seed undecided. "Faster" or "slower" needs
+# p < 0.05 too: a paired t-test on the log ratio of the seconds where both are known on every
+# seed, else a sign test (which 3 seeds can never pass) (`full_protocol.speed_verdict`).
 # Accuracy per second: where a LOZO run lasts about as many seconds as one of MeZO's (within 25%;
-# the longer runs continue the 1000-step ones), their test accuracies are paired by seed as above
+# the longer runs continue the 1000-step ones; of such pairs, the one sharing the most seeds),
+# their test accuracies are paired by seed as above
 # (`full_protocol.equal_time_verdict`). MeZO's cost is given both ways: as published and with its
 # directions kept, as the campaign ran it.
 

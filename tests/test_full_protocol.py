@@ -93,9 +93,9 @@ def test_reaching_mezos_best_counts_steps_and_a_run_that_never_gets_there():
 @pytest.mark.parametrize(
     "lozo_losses, lozo_s, verdict",
     [
-        ([1.0, 0.5], 1.5, "LOZO is faster"),  # step 100 at 1.5 s < step 200 at 1 s
-        ([1.0, 0.5], 2.5, "LOZO is not faster"),  # 250 s >= 200 s
-        ([1.0, 0.7, 0.6], 1.0, "LOZO is not faster"),  # never: its 200 s >= MeZO's 200 s
+        ([1.0, 0.5], 1.5, "LOZO is faster on its one seed: too few"),  # 150 s < 200 s
+        ([1.0, 0.5], 2.5, "LOZO is not faster on its one seed"),  # 250 s >= 200 s
+        ([1.0, 0.7, 0.6], 1.0, "LOZO is not faster on its one seed"),  # never: 200 s >= 200 s
         ([1.0, 0.7, 0.6], 0.5, "undecided: on 1 of 1 seeds"),  # never, but it ran 100 s only
     ],
 )
@@ -104,6 +104,26 @@ def test_speed_verdict_calls_a_run_that_ended_early_undecided(lozo_losses, lozo_
     text = full_protocol.speed_verdict(runs, "sst2", {"lozo": lozo_s, "mezo": 1.0})
     assert f"; to MeZO's best validation loss, {verdict}" in text
     assert full_protocol.speed_verdict([], "sst2", {"lozo": 1.0, "mezo": 1.0}) is None
+
+
+def test_a_speed_direction_needs_a_test_over_the_seeds():
+    def verdict(runs):
+        text = full_protocol.speed_verdict(runs, "sst2", {"lozo": 1.0, "mezo": 1.0})
+        return text.split("to MeZO's best validation loss, ")[1].split(" (seed 0")[0]
+
+    mezo = [_run("mezo", s, [1.0, 0.8, 0.7, 0.6, 0.5]) for s in range(3)]  # best at step 400
+    spread = [_run("lozo", s, [1.0, *[0.7] * s, 0.5]) for s in range(3)]  # steps 100, 200, 300
+    assert verdict(mezo + spread) == (
+        "no difference in time shown: LOZO is faster on 3 of 3 seeds (LOZO's seconds ×0.45 "
+        "MeZO's (geometric mean), paired t-test on the log ratio p = 0.133)"
+    )
+    mezo[2] = _run("mezo", 2, [1.0, 0.8, 0.7, 0.6, 0.55, 0.5])  # best at step 500
+    steady = [_run("lozo", s, [1.0, 0.7, 0.5]) for s in range(3)]  # step 200 on every seed
+    assert verdict(mezo + steady).startswith("LOZO is faster (LOZO's seconds ×0.46 MeZO's")
+    steady[1] = _run("lozo", 1, [1.0] * 6)  # never there, in 500 s >= MeZO's 400 s
+    assert verdict(mezo + steady) == (
+        "no difference in time shown: LOZO is faster on 2 of 3 seeds (sign test p = 1.000)"
+    )
 
 
 def test_campaign_seconds_come_from_the_bench_of_the_tasks_batches_when_there_is_one():
