@@ -118,13 +118,19 @@ class Item:
         if (self.folder / "failed.json").exists():
             return "failed", 0
         if (self.folder / "summary.json").exists():
-            return "done", self.steps
+            return ("stale" if self.mismatch() else "done"), self.steps
         trajectory = self.folder / "trajectory.json"
         if trajectory.exists():
             return "partial", json.loads(trajectory.read_text())["steps"]
         if self.extends:
             return "missing", json.loads((self.extends / "trajectory.json").read_text())["steps"]
         return "missing", 0
+
+    def mismatch(self) -> list[str]:
+        """The train options in which this finished run differs from the plan: a run recorded
+        before the plan, or its sweep's choice, changed."""
+        config = json.loads((self.folder / "summary.json").read_text())["config"]
+        return sorted(k for k, v in self.args.items() if config.get(k) != v)
 
     def guessed_step(self) -> float:
         """The plan's estimate of one training step's seconds on the AVX2 CPU."""
@@ -136,7 +142,7 @@ class Item:
         """What is left of this run in the plan's AVX2 seconds (steps, evaluations, chunk starts);
         ``speed_here`` scales it to the CPU at hand."""
         status, done = self.state()
-        return 0.0 if status in ("done", "failed") else self.seconds_from(done)
+        return 0.0 if status in ("done", "failed", "stale") else self.seconds_from(done)
 
     def seconds_from(self, done: int) -> float:
         """The plan's AVX2 seconds of this run from step ``done`` to its end."""
@@ -221,7 +227,7 @@ def chosen_rates(plan: dict) -> dict[str, dict]:
         summary = item.folder / "summary.json"
         failed = item.folder / "failed.json"
         result = {"lr": item.args["lr"], "state": item.state()[0]}
-        if summary.exists():
+        if result["state"] == "done":
             s = json.loads(summary.read_text())
             final_loss = [p["validation_loss"] for p in s["curve"] if "validation_loss" in p][-1]
             result |= {"best_validation_accuracy": s["best_validation_accuracy"],
@@ -489,6 +495,16 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
     deadline = time.time() + hours * 3600
     while time.time() < deadline:
         items, _ = all_items(plan)
+        stale = [i for i in items if i.state()[0] == "stale"]
+        if stale:
+            print(
+                "campaign: finished runs differ from the plan: "
+                + "; ".join(f"{i.name} in {i.mismatch()}" for i in stale)
+                + ". Their results would mix with runs at the plan's settings: delete their "
+                "folders to rerun them, or restore the plan",
+                file=sys.stderr,
+            )
+            return 2
         pending = [i for i in items if i.state()[0] in ("missing", "partial")]
         pending = [i for i in pending if not only or i.args["optimizer"] in only]
         if not pending:

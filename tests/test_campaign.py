@@ -221,6 +221,19 @@ def test_a_run_whose_validation_loss_explodes_is_called_diverged(tmp_path, drive
     assert not (tmp_path / "checkpoint.pt").exists(), "a failed run is never resumed"
 
 
+def test_a_finished_run_that_differs_from_the_plan_is_stale_and_stops_the_campaign(
+    tmp_path, driver, monkeypatch
+):
+    monkeypatch.setenv("LOZO_CAMPAIGN_RESULTS", str(tmp_path / "results"))
+    plan = tomllib.loads(PLAN)
+    item = next(i for i in driver.sweep_items(plan) if i.args["optimizer"] == "lozo")
+    item.folder.mkdir(parents=True)
+    recorded = item.args | {"lr": item.args["lr"] * 3}
+    (item.folder / "summary.json").write_text(json.dumps({"config": recorded}))
+    assert item.state() == ("stale", item.steps) and item.mismatch() == ["lr"]
+    assert driver.run(plan, hours=1, do_commit=False) == 2
+
+
 def test_chunk_times_keep_only_the_chunks_run_on_the_given_cpu():
     here = {"cpu_model": "A", "cpu_flags": ["avx2"]}
     there = {"cpu_model": "A", "cpu_flags": ["avx2", "amx_bf16"]}
@@ -264,7 +277,8 @@ def test_a_sweep_ties_accuracies_within_its_standard_errors_and_lets_the_loss_de
         item.folder.mkdir(parents=True)
         curve = [{"step": 0, "validation_loss": 1.0}, {"step": 6, "validation_loss": loss}]
         summary = {"best_validation_accuracy": accuracy, "best_validation_step": 6, "curve": curve,
-                   "zero_shot_validation_accuracy": 0.5, "validation_examples": 100}  # fmt: skip
+                   "zero_shot_validation_accuracy": 0.5, "validation_examples": 100,
+                   "config": item.args}  # fmt: skip
         (item.folder / "summary.json").write_text(json.dumps(summary))
     rates = driver.chosen_rates(plan)
     assert (rates["lozo"]["chosen_lr"], rates["fo-adam"]["chosen_lr"]) == (chosen, 1e-3)
