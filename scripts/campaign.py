@@ -15,7 +15,9 @@ first-order or zero-shot run — one chunk, with no trajectory to resume from �
 by its estimate on this CPU (``seconds_here``). A run that fails (non-finite loss) is recorded in
 ``failed.json`` and not retried; so is a run that diverged — with ``[protocol] divergence_ratio =
 R``, one whose validation loss after a chunk exceeds R times its step-0 (zero-shot) validation
-loss: its trajectory so far is kept, and the time of its remaining chunks is saved.
+loss: its trajectory so far is kept, and the time of its remaining chunks is saved. A finished
+run whose recorded options differ from the plan's (the plan, or its sweep's choice, changed after
+it ran) is *stale*: ``run`` refuses to go on until its folder is deleted or the plan restored.
 
 The plan: ``[protocol]`` (the train options every run shares), one ``[sweep]`` or several named
 ``[[sweep]]`` tables (learning rates per optimizer, chosen on validation: the highest best
