@@ -305,9 +305,10 @@ print(
 # * Gradients of the pretrained model on a real fine-tuning batch are far from Gaussian: their
 #   stable rank is a small fraction of the Marchenko–Pastur value for the same shape, and a few
 #   singular directions carry most of the energy (the tables above give the numbers).
-# * A random rank-r $V$ captures only about $r/n$ of that energy per interval; LOZO's estimate is
-#   still unbiased over refreshes (notebook 01), and the low-rank structure is what lets a
-#   *sequence* of random subspaces make progress without needing the full-rank noise.
+# * A random rank-r $V$ captures only about $r/n$ of that energy per interval, low rank or not
+#   (2.3): the gradient's low rank does not help a random subspace. LOZO's estimate is still
+#   unbiased over refreshes (notebook 01); what the low rank would reward is a $V$ aligned with the
+#   top singular directions, which LOZO does not draw (theory/02_subspace.md).
 # * A one-example gradient is low rank for a trivial reason (rank ≤ tokens): the batch sweep in
 #   2.1 separates that from the structural kind.
 # * Part of the structure is the loss, not the model: classification-as-LM scores two label words

@@ -360,10 +360,11 @@ if not checks:
 # %% [markdown]
 # ## 6.7 What the papers report (not measured here)
 #
-# Source: the LOZO README's bar chart and the paper's Table 1, as summarised in the project's
-# PAPERS.md. Values read off a bar chart are **approximate (±0.5)**. RoBERTa-large, k = 16 per
-# class, 100k steps — a different model, data size and budget from ours; only orderings can be
-# compared. MeZO's Table 18 (RoBERTa-large, k = 16) is likewise a k-shot protocol.
+# Source: the LOZO README's bar chart of k = 16 accuracies, as read off in the project's PAPERS.md
+# (which calls the values approximate and gives no reading error; the paper's Table 1 is memory,
+# not accuracy). RoBERTa-large, k = 16 per class, 100k steps — a different model, data size and
+# budget from ours; only orderings can be compared. MeZO's Table 18 (RoBERTa-large, k = 16) is
+# likewise a k-shot protocol.
 
 # %%
 paper = pd.DataFrame(
@@ -476,10 +477,17 @@ assert rates["ratio > 1.2, more own noise"] < 0.2
 
 # %% [markdown]
 # **Exercise 3 (is the paper's ordering larger than the reading error?).** The paper figure in
-# 6.7 is read off a bar chart to about ±0.5 points. On which tasks is LOZO's lead over MeZO
-# larger than the worst case of two reading errors (1 point)?
+# 6.7 is read off a bar chart. Suppose each bar can be read to within ±e points. For which e does
+# LOZO's lead over MeZO stay positive on every task whatever the reading errors, and how does that
+# compare with our own test accuracy's standard error, $\sqrt{a(1-a)/872}$ at $a = 0.75$, in points?
 
 # %% tags=["hide-cell"]
 lead = paper.pivot(index="task", columns="method", values="accuracy").eval("LOZO - MeZO")
+survives = lead.min() / 2  # LOZO's bar read e too high and MeZO's e too low: the lead shrinks by 2e
+ours = 100 * np.sqrt(0.75 * 0.25 / 872)
 print(lead.to_string())
-assert (lead > 1.0).all()
+print(
+    f"the ordering survives reading errors up to e = {survives:.2f} points on every task; "
+    f"one of our SST-2 test accuracies has a standard error of {ours:.2f} points"
+)
+assert (lead - 2 * survives >= -1e-9).all() and (lead - 2 * (survives + 0.01) < 0).any()

@@ -191,8 +191,9 @@ print(
 # projection ($n = 576$) that is $2/576 \approx 0.3\%$ per interval. A LoRA adapter trains
 # $A_{lora}\in\mathbb R^{8\times 576}$ and $B_{lora}\in\mathbb R^{m\times 8}$ instead:
 #
-# * on $B_{lora}$ ($n = 8$) a rank-2 $V$ spans a quarter of the row space: LOZO's lazy subspace is
-#   barely a restriction, and its direction is close to MeZO's dense Gaussian;
+# * on $B_{lora}$ ($n = 8$) a rank-2 $V$ spans a quarter of the row space, so one interval sees
+#   $r/n = 25\%$ of the gradient's energy — far more than on a full projection, but still a
+#   restriction;
 # * on $A_{lora}$ ($m = 8$, $n = 576$) $V$ spans 2 of 576 row dimensions, as on the full matrix —
 #   the lazy restriction is as strict as ever — while $U$ ($8\times 2$) covers a quarter of the
 #   column space.
@@ -336,10 +337,18 @@ print(
 # %% tags=["hide-cell"]
 lora_rank = 8
 answer_rank = lora_rank
-assert subspace_energy_fraction(lora_rank, answer_rank) == 1.0
-print(
-    f"rank {answer_rank}: share 1 on B_lora, {subspace_energy_fraction(576, answer_rank):.4f} on a full projection"
-)
+generator = torch.Generator().manual_seed(1)
+on_b = captured_energy(torch.randn(576, lora_rank, generator=generator),
+                       torch.randn(lora_rank, answer_rank, generator=generator))  # fmt: skip
+on_full = [
+    captured_energy(torch.randn(576, 576, generator=generator), torch.randn(576, answer_rank, generator=generator))
+    for _ in range(draws)
+]  # fmt: skip
+mean, se = np.mean(on_full), np.std(on_full, ddof=1) / np.sqrt(draws)
+assert abs(on_b - 1) < 1e-5, on_b
+assert abs(mean - subspace_energy_fraction(576, answer_rank)) < 4 * se, (mean, se)
+print(f"rank {answer_rank}: share {on_b:.6f} on B_lora, {mean:.4f} ± {se:.4f} measured on a full "
+      f"projection (r/n = {subspace_energy_fraction(576, answer_rank):.4f})")  # fmt: skip
 
 # %% [markdown]
 # 2. Check LOZO's second-moment excess on a LoRA $A_{lora}$ ($8\times 576$) at $r = 2$: compute
@@ -355,11 +364,18 @@ print(
 )
 
 # %% [markdown]
-# 3. From the recorded gains, which scheme has the largest mean FO-Adam gain on each task? (The
-#    solution states when nothing is recorded.)
+# 3. Count by hand the parameters the grid trains: LoRA of rank 8 on the query ($576\to576$) and
+#    value ($576\to192$: 3 key-value heads of 64) projections of SmolLM2's 30 layers, and a prefix
+#    of 10 virtual tokens (a key and a value of $3\times64$ per layer). Check your counts against
+#    what `peft` reported in the recorded runs.
 
 # %% tags=["hide-cell"]
-fo = grid[grid.optimizer == "fo-adam"].groupby(["task", "scheme"]).gain.mean()
-best = {task: fo[task].idxmax() for task in fo.index.get_level_values(0).unique()}
-assert all(fo[(task, scheme)] == fo[task].max() for task, scheme in best.items())
-print(best or "No FO-Adam run is recorded yet.")
+layers, hidden, kv = 30, 576, 3 * 64
+by_hand = {
+    "lora": layers * (lora_rank * (hidden + hidden) + lora_rank * (hidden + kv)),
+    "prefix": 10 * layers * 2 * kv,
+}
+reported = {r["scheme"]: r["trainable_parameters"] for r in recorded if r["scheme"] in by_hand}
+for scheme, count in by_hand.items():
+    assert reported.get(scheme, count) == count, (scheme, reported[scheme], count)
+print(f"by hand {by_hand}; recorded {reported or 'nothing yet'}")

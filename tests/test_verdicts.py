@@ -27,7 +27,6 @@ EXPECTED = {
         "LGE second moment = (m(nr+2)+2(n+r+1))/r": HOLDS,
         "ε² bias: RGE (ε²/2)∇Δf, LGE (ε²/2)(r∇Δf + 2K)": HOLDS,
         "variance × forward passes = 2(E|ĝ|² - |G|²)": HOLDS,
-        "per forward pass, one query per step": HOLDS,
     },
     "03_subspace_view": {
         "E[ĝ | V] = G V Vᵀ / r": HOLDS,
