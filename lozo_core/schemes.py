@@ -19,7 +19,15 @@ low-rank direction buys little beyond MeZO there; the prefix and prompt tables
 Prompt tuning computes its virtual-token embeddings once per forward and repeats them over the
 batch, so the side-path engine cannot give the two halves of a doubled batch different signs:
 with ``scheme="prompt"`` training evaluates :math:`f(\theta\pm\varepsilon Z)` sequentially
-(:attr:`Scheme.pairs` is False). peft ignores explicit position ids under prompt tuning.
+(:attr:`Scheme.pairs` is False). peft ignores explicit position ids under prompt tuning, so a
+left-padded row keeps correct positions only where the model derives them from the attention mask
+(OPT); on a model that counts positions from 0 (Llama-type, SmolLM2) a row's score would depend
+on the other rows of its batch (measured: up to 0.7 nats per example), and :meth:`Scheme.apply`
+refuses the pair.
+
+``prefix`` is peft's prefix tuning (``virtual_tokens`` = 10, random N(0, 1) initialisation), not
+MeZO's prefix variant (5 tokens whose keys and values are initialised from real activations,
+``--prefix_init_by_real_act``): it starts from a changed model and so has its own zero-shot run.
 """
 
 from __future__ import annotations
@@ -62,6 +70,13 @@ class Scheme:
             raise ValueError(
                 f"scheme {self.name!r} is for decoder language models; {type(model).__name__} "
                 "trains with scheme 'full'"
+            )
+        kind = getattr(model.config, "model_type", "?")
+        if self.name == "prompt" and kind != "opt":
+            raise ValueError(
+                f"scheme 'prompt' on a {kind!r} model: peft drops the position ids under prompt "
+                "tuning, and this model counts positions from 0, so left-padded rows would score "
+                "differently by batch; use scheme 'prefix' or 'lora', or an OPT model"
             )
         from peft import (
             LoraConfig,

@@ -20,6 +20,17 @@ def test_only_the_adapter_trains(scheme):
     assert 0 < trainable_parameters(model) < total / 10
 
 
+def test_prompt_tuning_is_refused_where_left_padding_would_shift_positions():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1)  # fmt: skip
+    llama = LlamaForCausalLM(config)
+    with pytest.raises(ValueError, match="scheme 'prompt' on a 'llama' model"):
+        Scheme("prompt").apply(llama)
+    assert trainable_parameters(Scheme("prefix").apply(llama)) > 0
+
+
 @pytest.mark.parametrize("optimizer", ["lozo", "mezo", "fo-adam"])
 @pytest.mark.parametrize("scheme", ["lora", "prefix", "prompt"])
 def test_every_optimizer_trains_each_scheme_and_resumes(tmp_path, scheme, optimizer):
