@@ -39,9 +39,12 @@ OBJECTIVES = ("loss", "accuracy")
 
 
 def prompt_budget(model: nn.Module) -> int:
-    """Tokens a prompt keeps: ``MAX_PROMPT_TOKENS``, or fewer if the model has fewer positions."""
+    """Tokens a prompt keeps: ``MAX_PROMPT_TOKENS``, or fewer if the model has fewer positions
+    than that plus the virtual tokens a prefix or prompt adapter puts before the prompt."""
     positions = getattr(model.config, "max_position_embeddings", MAX_PROMPT_TOKENS)
-    return min(MAX_PROMPT_TOKENS, positions)
+    adapter = getattr(model, "peft_config", {}).get("default")
+    virtual = getattr(adapter, "num_virtual_tokens", 0) or 0
+    return min(MAX_PROMPT_TOKENS, positions - virtual)
 
 
 def label_token_ids(tokenizer, task: Task) -> list[int]:

@@ -509,8 +509,7 @@ def _summary(
                   for h in history],
     }  # fmt: skip
     if key == "eval":
-        summary |= {"zero_shot_accuracy": accuracies[0], "final_eval_accuracy": accuracies[-1],
-                    "best_eval_accuracy": max(accuracies)}  # fmt: skip
+        summary |= {"zero_shot_accuracy": accuracies[0], "final_eval_accuracy": accuracies[-1]}
     else:
         chosen = max(evals, key=lambda h: h["validation_accuracy"])
         summary |= {
@@ -527,16 +526,15 @@ def _test_accuracies(
     cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path,
     keep_directions,
 ) -> dict:  # fmt: skip
-    """Test accuracy at the last step and at the best-validation step — the first, where several
-    evaluations tie — rebuilt by replay for zeroth-order runs, restored from ``best.pt`` (written
-    at each strict improvement) for first-order ones."""
+    """Test accuracy (and F1, for a task scored by F1) at the last step and at the best-validation
+    step — the step of highest validation accuracy, the first where several tie — rebuilt by replay
+    for zeroth-order runs, restored from ``best.pt`` (written at each strict improvement) for
+    first-order ones."""
 
-    def test(m, cands) -> float:
+    def test(m, cands) -> dict:
         with effective() if effective else contextlib.nullcontext():
             task = T.get_task(cfg.task)
-            return score(m, loaded.tokenizer, task, eval_set, cands, cfg.batch_size, cfg.device)[
-                "accuracy"
-            ]
+            return score(m, loaded.tokenizer, task, eval_set, cands, cfg.batch_size, cfg.device)
 
     last = test(model, candidates)
     best_step = summary["best_validation_step"]
@@ -551,8 +549,11 @@ def _test_accuracies(
     else:
         model.load_state_dict(torch.load(best_path, weights_only=True)["model"])
         at_best, how = test(model, candidates), "best.pt"
-    return {"final_eval_accuracy": last, "eval_accuracy_at_best_validation": at_best,
-            "best_validation_model": how}  # fmt: skip
+    out = {"final_eval_accuracy": last["accuracy"],
+           "eval_accuracy_at_best_validation": at_best["accuracy"], "best_validation_model": how}  # fmt: skip
+    if "f1" in last:
+        out |= {"final_eval_f1": last["f1"], "eval_f1_at_best_validation": at_best["f1"]}
+    return out
 
 
 def parser() -> argparse.ArgumentParser:

@@ -106,6 +106,15 @@ def test_every_task_and_objective_trains(task, extra, tmp_path, capsys):
         assert all(0 <= p["eval_f1"] <= 1 for p in summary["curve"] if "eval_accuracy" in p)
 
 
+@pytest.mark.parametrize("scheme", ["full", "prefix"])
+def test_multirc_under_the_full_protocol_records_test_f1_within_the_positions(tmp_path, scheme):
+    cfg = TrainConfig(model="tiny-opt", task="multirc", k_shot=0, batch_size=4, eval_examples=8,
+                      validation_examples=8, optimizer="mezo", lr=1e-3, steps=2, eval_every=1,
+                      scheme=scheme)  # fmt: skip
+    summary = train(cfg, tmp_path)
+    assert 0 <= summary["final_eval_f1"] <= 1 and 0 <= summary["eval_f1_at_best_validation"] <= 1
+
+
 def test_evaluate_cli_scores_a_choice_task_like_training(tmp_path, capsys):
     from lozo_core.evaluate import main as evaluate_main
 

@@ -2,14 +2,14 @@
 
 * ``sst2``: ``{sentence} It was`` + `` terrible`` (0) / `` great`` (1) — MeZO's SST2Template;
 * ``sst2-review``: ``Review: {sentence}\\nSentiment:`` + `` negative`` / `` positive`` — a second
-  format for the same task (ZO-Bench's finding that the prompt must fit the task; the measured
-  zero-shot accuracies of both formats are in ``MEASURED.md``);
+  format for the same task (ZO-Bench's finding that the prompt must fit the task; notebook 08
+  §8.5 compares the two formats' zero-shot and fine-tuned accuracies);
 * ``rte``: ``{premise}\\nDoes this mean that "{hypothesis}" is true? Yes or No?\\n`` + ``Yes`` (0,
   entailment) / ``No`` (1) — MeZO's RTETemplate (PromptSource), on GLUE's columns
   ``sentence1``/``sentence2``.
 
 SST-2's TSVs are read with ``csv.QUOTE_NONE``: a field is the text between tabs, verbatim (its
-sentences hold bare ``"`` tokens). RTE's files quote 454 train and 48 dev fields CSV-style
+sentences hold bare ``"`` tokens). RTE's files quote fields CSV-style on 454 train and 48 dev rows
 (``"… found ""extensive"" damage …"``); :func:`read_quoted_tsv` undoes that quoting, so the prompt
 holds the sentence as written (``… found "extensive" damage …``), as in SuperGLUE's RTE JSONL that
 MeZO reads. The 60-step RTE runs recorded at commit 4e67b78 kept the quotes.
