@@ -358,6 +358,12 @@ def train(
     model, candidates = S.scorer(loaded, task, cfg.seed)
     model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     objective = S.objective(task, cfg.objective)
+    if objective is S.batch_f1_error and distributed.world_size() > 1:
+        raise ValueError(
+            f"--objective accuracy on {cfg.task} minimises 1 - F1, which is not a mean over "
+            f"examples: {distributed.world_size()} processes would average their shards' F1s, not "
+            "the batch's; run it in one process"
+        )
     train_set, validation_set, eval_set = splits(cfg)
     row = TABLE[cfg.optimizer]
     optimizer = build_optimizer(cfg, model, keep_directions) if cfg.steps else None

@@ -152,6 +152,13 @@ def test_a_run_resumes_at_another_world_size(optimizer, tmp_path):
     assert final_loss(again) == pytest.approx(final_loss(alone), rel=FLOAT32_RTOL)
 
 
+def test_an_f1_objective_is_refused_across_processes(tmp_path):
+    cfg = TrainConfig(**SMALL, task="multirc", optimizer="lozo", objective="accuracy",
+                      engine="inplace", steps=2)  # fmt: skip
+    with pytest.raises(Exception, match="would average their shards' F1s"):
+        spawn(train, tmp_path / "store", cfg, tmp_path / "run")
+
+
 def test_torchrun_cli_matches_one_process_and_replays_at_world_size_one(tmp_path):
     out = tmp_path / "R"
     done = subprocess.run(
