@@ -65,7 +65,7 @@ from lozo_core.models import (
 )
 from lozo_core.optim import PairedClosure
 from lozo_core.optim.table import ROWS, TABLE, Hyper
-from lozo_core.provenance import machine, progress_bar
+from lozo_core.provenance import cpu, machine, progress_bar, same_cpu
 from lozo_core.train import TrainConfig, splits, step_batch, write_json_atomic
 
 
@@ -532,11 +532,19 @@ def memory_limit_bytes(args: argparse.Namespace) -> int | None:
 
 
 def resumed_results(path: Path, config: dict) -> dict:
-    """The measured rows of an earlier run with the same settings (errors other than
-    ``did not fit`` are measured again)."""
+    """The measured rows of an earlier run with the same settings on this CPU: errors are
+    measured again, and so is ``did not fit`` unless it was found under the same memory limit.
+    Rows from another CPU would mix with this run's in one table of ratios: refused."""
     if not path.exists():
         return {}
     old = json.loads(path.read_text())
+    recorded, here = old.get("machine", {}), cpu()
+    if not same_cpu(recorded, here):
+        raise SystemExit(
+            f"--resume: {path} was measured on {recorded.get('cpu_model', '?')} with other CPU "
+            f"flags than this {here['cpu_model']}; its ratios cannot take rows from this CPU. "
+            "Write to another file (--json) or drop --resume"
+        )
     keys = [k for k in config if k not in ("methods", "memory_limit_bytes")]
     changed = [k for k in keys if old["config"].get(k) != config[k]]
     if changed:
@@ -544,7 +552,9 @@ def resumed_results(path: Path, config: dict) -> dict:
             f"--resume: {path} was recorded with other settings ({', '.join(changed)}); "
             "remove it or drop --resume"
         )
-    return {m: r for m, r in old["results"].items() if "error" not in r or "did_not_fit" in r}
+    same_limit = old["config"].get("memory_limit_bytes") == config.get("memory_limit_bytes")
+    return {m: r for m, r in old["results"].items()
+            if "error" not in r or ("did_not_fit" in r and same_limit)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

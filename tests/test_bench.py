@@ -11,7 +11,7 @@ from lozo_core.drift import cycle_drift, training_drift
 from lozo_core.memory_model import Architecture, peak_bytes, saved_activation_bytes
 from lozo_core.models import load_model, load_tokenizer
 from lozo_core.optim.table import ROWS, TABLE
-from lozo_core.provenance import cpu_slug, machine
+from lozo_core.provenance import cpu, cpu_slug, machine
 from lozo_core.scoring import per_example_loss, scorer
 from lozo_core.tasks import get_task
 from lozo_core.train import TrainConfig, splits, step_batch
@@ -116,12 +116,22 @@ def test_resume_keeps_measured_rows_and_refuses_other_settings(tmp_path):
     out = tmp_path / "bench.json"
     config = {"model": "tiny-opt", "steps": 1, "methods": ["forward"], "memory_limit_bytes": 1}
     row = _row(1.0, 10)
-    out.write_text(
-        json.dumps({"config": config, "results": {"forward": row, "mezo": {"error": "x"}}})
-    )
+    record = {
+        "config": config,
+        "machine": cpu(),
+        "results": {"forward": row, "mezo": {"error": "x"}},
+    }
+    out.write_text(json.dumps(record))
     assert bench.resumed_results(out, {**config, "methods": ["mezo"]}) == {"forward": row}
     with pytest.raises(SystemExit, match="steps"):
         bench.resumed_results(out, {**config, "steps": 2})
+    unfit = {"error": "did not fit", "did_not_fit": True}
+    out.write_text(json.dumps(record | {"results": {"forward": row, "fo-adam": unfit}}))
+    assert bench.resumed_results(out, config) == {"forward": row, "fo-adam": unfit}
+    assert bench.resumed_results(out, {**config, "memory_limit_bytes": 2}) == {"forward": row}
+    out.write_text(json.dumps(record | {"machine": {"cpu_model": "elsewhere", "cpu_flags": []}}))
+    with pytest.raises(SystemExit, match="was measured on elsewhere"):
+        bench.resumed_results(out, config)
 
 
 def test_a_method_that_runs_out_of_memory_is_recorded_as_did_not_fit():
