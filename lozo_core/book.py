@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 from lozo_core.notebooks import execute, notebook_paths
 from lozo_core.provenance import REPO_ROOT, SMOKE_ENV, is_smoke, machine
@@ -269,9 +269,10 @@ def _notebook_title(path: Path) -> str:
 
 def inputs_key(path: Path) -> str:
     """A hash of what the notebook ``path`` reads when it runs: its own source, the library
-    (this module aside), ``data/`` (run artefacts the repository ignores aside), ``theory/``,
-    and every notebook's title (the tour lists them)."""
+    (this module aside), the campaign plans (``scripts/*.toml``), ``data/`` (run artefacts the
+    repository ignores aside), ``theory/``, and every notebook's title (the tour lists them)."""
     library = sorted(p for p in (REPO_ROOT / "lozo_core").rglob("*.py") if p.name != "book.py")
+    library += sorted((REPO_ROOT / "scripts").glob("*.toml"))
     data = sorted(
         p
         for p in (REPO_ROOT / "data").rglob("*")
@@ -304,7 +305,7 @@ def executed(path: Path, *, smoke: bool) -> Path:
     start = time.perf_counter()
     try:
         execute(path, partial, smoke=smoke)
-    except CellExecutionError as err:
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
         raise RuntimeError(
             f"{path.name} failed at {size} size; the partly executed notebook is "
             f"{partial / target.name}\n{err}"

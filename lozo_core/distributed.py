@@ -134,7 +134,7 @@ def count_traffic() -> Iterator[Traffic]:
     try:
         yield traffic
     finally:
-        _counters.remove(traffic)
+        _counters[:] = [c for c in _counters if c is not traffic]
 
 
 def _record(tensor: Tensor) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import jupytext
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
 from lozo_core.provenance import REPO_ROOT, SMOKE_ENV
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             target = execute(path, args.out, smoke=args.smoke)
             print(f"  done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
-        except CellExecutionError as err:
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
             failed.append(path.stem)
             print(f"  FAILED after {time.perf_counter() - start:.0f} s:\n{err}", file=sys.stderr)
     out = args.out.resolve()

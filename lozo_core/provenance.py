@@ -47,19 +47,24 @@ def pick(full, smoke):
     return smoke if is_smoke() else full
 
 
+CODE = ("lozo_core", "scripts", "notebooks", "theory", "pyproject.toml", "Makefile")
+"""What makes a result: a change here that is not committed marks the commit ``+dirty``."""
+
+
 def git_commit() -> str:
+    """The short commit of the checkout, ``+dirty`` when tracked code (:data:`CODE`, not the
+    recorded data a running campaign writes) differs from it; ``unknown`` outside git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()  # fmt: skip
+
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return commit + ("+dirty" if changed else "")
 
 
 def cpu() -> dict:

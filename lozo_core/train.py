@@ -461,6 +461,8 @@ def train(
             acc = evaluate(step + 1)
             bar.set_postfix(loss=f"{float(loss):.4f}", **{key[:3]: f"{acc:.3f}"})
         if evaluating or step + 1 == stop:
+            if step + 1 == cfg.steps and hasattr(optimizer, "merge"):
+                optimizer.merge()
             if replayable:
                 trajectory.chunks = [c for c in trajectory.chunks if c["start"] < start]
                 trajectory.chunks.append(chunk | {"end": step + 1, "train_time_s": train_seconds})

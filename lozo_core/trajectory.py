@@ -77,9 +77,11 @@ class Trajectory:
         ]
 
     def truncate(self, steps: int) -> None:
-        """Keep the first ``steps`` steps and the evaluations up to them."""
+        """Keep the first ``steps`` steps, the evaluations up to them and the chunks that ran
+        them (a chunk cut short ends at ``steps``)."""
         del self.records[steps:], self.times[steps:]
         self.evals = [e for e in self.evals if e["step"] <= steps]
+        self.chunks = [c | {"end": min(c["end"], steps)} for c in self.chunks if c["start"] < steps]
 
     def to_json(self) -> dict:
         out = {"format": FORMAT, "config": self.config, "steps": self.steps, "evals": self.evals}

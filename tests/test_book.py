@@ -80,6 +80,12 @@ def test_each_notebook_has_its_own_stable_cache_key():
     keys = [inputs_key(path) for path in notebook_paths()]
     assert len(set(keys)) == len(keys)
     assert keys == [inputs_key(path) for path in notebook_paths()]
+    plan = REPO_ROOT / "scripts" / "test-cache-key.toml"
+    try:
+        plan.write_text("[protocol]\n")
+        assert inputs_key(notebook_paths()[0]) != keys[0], "a campaign plan is an input"
+    finally:
+        plan.unlink()
 
 
 INSPECT = """async () => {

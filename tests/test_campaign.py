@@ -242,6 +242,9 @@ def test_chunk_times_keep_only_the_chunks_run_on_the_given_cpu():
                 {"start": 4, "end": 5, "machine": here}]  # fmt: skip
     assert [times for _, times in t.chunk_times(here)] == [[1.0, 1.1], [1.2]]
     assert [times for _, times in t.chunk_times()] == [[1.0, 1.1], [0.4, 0.5], [1.2]]
+    t.truncate(3)  # a crash between the trajectory's save and the checkpoint's: resume at step 3
+    assert [(c["start"], c["end"]) for c in t.chunks] == [(0, 2), (2, 3)]
+    assert [times for _, times in t.chunk_times()] == [[1.0, 1.1], [0.4]]
 
 
 def test_a_first_order_run_starts_only_if_it_can_finish_within_the_hours(tmp_path, driver):

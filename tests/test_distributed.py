@@ -181,3 +181,11 @@ def test_torchrun_cli_matches_one_process_and_replays_at_world_size_one(tmp_path
     replayed, _, _ = rebuild(cfg, Trajectory.load(out), 10)
     live = weights(out)
     assert all(torch.equal(p, live[k]) for k, p in replayed.state_dict().items())
+
+
+def test_traffic_counters_nest():
+    with distributed.count_traffic() as outer:
+        with distributed.count_traffic() as inner:
+            distributed._record(torch.zeros(2, dtype=torch.float64))
+        distributed._record(torch.zeros(1, dtype=torch.float64))
+    assert (inner.bytes, outer.bytes) == (16, 24)

@@ -41,3 +41,24 @@ def test_no_notebook_outputs_in_git():
         ["git", "ls-files", "*.ipynb"], cwd=REPO_ROOT, capture_output=True, text=True
     )
     assert tracked.stdout.strip() == ""
+
+
+def test_a_result_from_uncommitted_code_names_its_commit_dirty(tmp_path, monkeypatch):
+    from lozo_core import provenance
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+
+    (tmp_path / "lozo_core").mkdir()
+    (tmp_path / "lozo_core" / "x.py").write_text("a = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    clean = provenance.git_commit()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "run.json").write_text("{}")
+    assert provenance.git_commit() == clean and not clean.endswith("+dirty")
+    (tmp_path / "lozo_core" / "x.py").write_text("a = 2\n")
+    assert provenance.git_commit() == clean + "+dirty"

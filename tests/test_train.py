@@ -15,7 +15,7 @@ from lozo_core import tasks as T
 from lozo_core.evaluate import load_checkpoint
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.replay import main as replay_main
-from lozo_core.train import TrainConfig, main, rebuild, score, splits, train
+from lozo_core.train import TrainConfig, main, rebuild, score, splits, train, weights_fingerprint
 from lozo_core.trajectory import Trajectory
 
 SMALL = [
@@ -224,10 +224,11 @@ def test_of_tied_validation_accuracies_a_first_order_run_reports_the_first(tmp_p
 def test_a_rebuilt_deferred_run_holds_its_pending_updates(tmp_path):
     cfg = TrainConfig(model="tiny-opt", task="sst2", k_shot=4, batch_size=8, eval_examples=16,
                       optimizer="lozo", lr=1e-2, steps=4, interval=50, engine="sidepath-deferred")  # fmt: skip
-    train(cfg, tmp_path)
+    summary = train(cfg, tmp_path)
     trajectory = Trajectory.load(tmp_path)
     start, _, _ = rebuild(cfg, trajectory, 0)
     deferred, _, _ = rebuild(cfg, trajectory, 4)
+    assert summary["weights"] == weights_fingerprint(deferred), "the run's weights hold them too"
     plain, _, _ = rebuild(dataclasses.replace(cfg, engine="sidepath"), trajectory, 4)
     pairs = list(zip(start.parameters(), deferred.parameters(), plain.parameters(), strict=True))
     assert max(float((d - s).detach().abs().max()) for s, d, _ in pairs) > 1e-4
