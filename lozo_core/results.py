@@ -193,6 +193,21 @@ def dtype_ratio_lines(records: list[dict]) -> list[str]:
 SCALING_SIZES = ("opt-125m", "opt-350m", "opt-1.3b", "opt-2.7b")
 
 
+def timing(rec: dict) -> str:
+    """How a record's step times were taken: timed steps (the median of them), warm-up, threads."""
+    c = rec["config"]
+    warm = "no warm-up: the cold first step" if c["warmup"] == 0 else f"after {c['warmup']} warm-up"
+    text = f"{c['steps']} timed step{'s' * (c['steps'] > 1)} ({warm}), {c['threads']} thread{'s' * (c['threads'] > 1)}"
+    if any("did_not_fit" in r for r in rec["results"].values()) and c.get("memory_limit_bytes"):
+        text += (f", 'did not fit' = beyond an address-space limit (RLIMIT_DATA) of "
+                 f"{c['memory_limit_bytes'] / 2**30:.1f} GiB, the free memory less 3 GiB at the start")  # fmt: skip
+    return text
+
+
+def _timings(recs: list[dict], heading) -> str:
+    return "Step times: " + "; ".join(f"{heading(rec)}: {timing(rec)}" for rec in recs) + "."
+
+
 def _sweep_table(recs: list[dict], heading, cell) -> list[str]:
     """Methods as rows, one column per record."""
     methods = list(dict.fromkeys(m for rec in recs for m in rec["results"]))
@@ -219,7 +234,10 @@ def bench_markdown(records: list[dict]) -> str:
         lines += [
             "**OPT-125M** (random init), batch 4 × 64 tokens. *Floor*: the forwards a method cannot "
             "avoid (its two single-batch forwards; one doubled forward for the paired side path). "
-            "*Inference*: peak RSS of a single-batch forward; *doubled*: of a forward over 2 × 4 sequences.",
+            "*Inference*: peak RSS of a single-batch forward; *doubled*: of a forward over 2 × 4 sequences. "
+            f"Step times: fp32 {timing(main['float32'])}"
+            + (f"; bf16 {timing(main['bfloat16'])}" if "bfloat16" in main else "")
+            + ". Each peak is measured once: differences of a few percent are within the allocator's noise.",
             "",
             "| method | fp32 step (s) | × own floor | × MeZO | peak memory (MiB) | × inference | × doubled inference | bf16 step (s) | bf16 / fp32 |",
             "|---|---|---|---|---|---|---|---|---|",
@@ -262,6 +280,7 @@ def bench_markdown(records: list[dict]) -> str:
             lambda rec: f"{rec['config']['model']} ({parameters(rec) / 1e9:.2f} B)",
             lambda r: f"{r['step_s_median']:.2f} / {r['peak_mem_bytes'] / 2**30:.2f}" if _measured(r) else _status(r),
         )  # fmt: skip
+        lines += ["", _timings(scaling, lambda rec: rec["config"]["model"])]
     if missing:
         steps = " ".join(m.removeprefix("opt-") for m in missing)
         lines += ["", f"Not recorded yet: {', '.join(missing)} (`bash scripts/record_bench_cpu.sh {steps}`)."]  # fmt: skip
@@ -273,10 +292,14 @@ def bench_markdown(records: list[dict]) -> str:
             lambda rec: f"{rec['config']['seq_len']} tokens",
             lambda r: f"{r['peak_mem_bytes'] / 2**20:.0f} (× {r['mem_vs_forward']:.2f})" if _measured(r) and "mem_vs_forward" in r else _status(r),
         )  # fmt: skip
-        lines.append("")
+        lines += [
+            "",
+            _timings(groups["context"], lambda rec: f"{rec['config']['seq_len']} tokens"),
+            "",
+        ]
     for rec in groups["other"]:
         c = rec["config"]
-        lines += [f"**{c['model']}**, {c['dtype']}, batch {batch_shape(c)}, interval {c['interval']}, on {cpu_line(rec['machine'])}:", ""]  # fmt: skip
+        lines += [f"**{c['model']}**, {c['dtype']}, batch {batch_shape(c)}, interval {c['interval']}, on {cpu_line(rec['machine'])}, {timing(rec)}:", ""]  # fmt: skip
         lines += [
             "| method | step (s) | × own floor | × MeZO | peak memory (MiB) | × inference | × doubled inference |",
             "|---|---|---|---|---|---|---|",
@@ -296,7 +319,7 @@ def bench_markdown(records: list[dict]) -> str:
         f"Machine: {'; '.join(machines)}; load average during the runs {_load_range(bench)}: "
         "times depend on the load of this shared machine. Each method ran in its own process, so "
         "its peak memory is its own. Commands: the `command` field of each JSON in "
-        "`data/results/bench/` (`make bench` records them all)."
+        "`data/results/bench/` (`make bench` records the OPT-architecture ones)."
     )
     return "\n".join(lines)
 
