@@ -480,9 +480,20 @@ def speed_lines(runs: list[dict], bench: list[dict], task: str) -> list[str]:
     timing = campaign_timing(bench, task)
     if timing is None:
         return []
-    seconds = {m: r["step_s_median"] for m, r in timing["results"].items() if "error" not in r}
+    measured = {m: r for m, r in timing["results"].items() if "error" not in r}
+    seconds = {m: r["step_s_median"] for m, r in measured.items()}
     shape = "the campaign's batches" if timing["config"].get("task") else "random tokens"
-    source = f"seconds per step from the bench of {shape} on {cpu_line(timing['machine'])}"
+    c = timing["config"]
+    spread = ", ".join(
+        f"{m} {r['step_s_median']:.2f} ({r['step_s_min']:.2f}–{r['step_s_max']:.2f})"
+        for m, r in measured.items()
+        if m in ("lozo", "mezo", "mezo-kept") and "step_s_min" in r
+    )
+    source = (
+        f"seconds per step from the bench of {shape} on {cpu_line(timing['machine'])}, the median "
+        f"of {c['steps']} steps at {c['threads']} threads (min–max: {spread}); this noise is not "
+        "carried into the verdict"
+    )
     return [
         line
         for label, verdict in speed_verdicts(runs, task, seconds).items()
