@@ -47,20 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or OUT_DIR / f"drift_{args.model}_{args.parameter.split('.')[-2]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(out.read_text()) if out.exists() else {"cycles": {}, "training": {}}
+    settings = dict(model=args.model, parameter=args.parameter, eps=args.eps, lr=args.lr, rank=2,
+                    interval=50, n_cycles=args.cycles, n_steps=args.steps)  # fmt: skip
+    changed = [k for k, v in settings.items() if record.get(k, v) != v]
+    if changed:
+        raise SystemExit(
+            f"{out} holds rows recorded with other settings ({', '.join(changed)}); they would "
+            "be relabelled with these. Write to another --out or remove it"
+        )
     loaded = load_model(args.model)
     weight = dict(loaded.model.named_parameters())[args.parameter].detach().float().clone()
     del loaded
     record.update(
         kind="drift",
         command=shlex.join(["python", "scripts/record_drift.py", *argv]),
-        model=args.model,
-        parameter=args.parameter,
         shape=list(weight.shape),
-        eps=args.eps,
-        lr=args.lr,
-        rank=2,
-        interval=50,
         weight_std=float(weight.std()),
+        **settings,
     )
     rows = [(kind, m, d) for kind in ("cycles", "training") for m in METHODS for d in DTYPES]
     for kind, method, dtype in progress_bar(rows, desc="drift"):
