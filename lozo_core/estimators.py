@@ -94,8 +94,9 @@ def rge(
     r"""Two-point Gaussian estimator (MeZO / ZO-SGD), averaged over ``q`` directions.
 
     :math:`\hat g = \frac1q\sum_j \frac{f(\theta+\varepsilon z_j)-f(\theta-\varepsilon z_j)}
-    {2\varepsilon} z_j`. Second moment for linear ``f``: :math:`(d+2)\|G\|^2`, ``d`` the
-    number of coordinates (see :mod:`lozo_core.moments`).
+    {2\varepsilon} z_j`. Second moment for linear ``f``: :math:`\|G\|^2 + (d+1)\|G\|^2/q`
+    (:math:`(d+2)\|G\|^2` at ``q = 1``), ``d`` the number of coordinates (see
+    :mod:`lozo_core.moments`).
     """
     check_positive("eps", eps)
     check_count("q", q)

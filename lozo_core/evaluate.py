@@ -44,6 +44,12 @@ def evaluate(
         )
     state = load_checkpoint(ckpt_path, device)
     config = state["config"]
+    if state.get("optimizer", {}).get("engine", {}).get("pending"):
+        raise ValueError(
+            f"{ckpt_path} (step {state['step']}) holds updates still pending in the deferred side "
+            "path, which its weights lack: rebuild them with `python -m lozo_core.replay "
+            f"{checkpoint_dir} --step {state['step']} --out DIR` and evaluate DIR"
+        )
     spec = T.get_task(task)
     examples = spec.read(data_path)
     loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])
@@ -54,7 +60,13 @@ def evaluate(
         virtual_tokens=config.get("virtual_tokens", 10),
     )
     model = scheme.apply(model, config["seed"])
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{ckpt_path} was trained on {config['task']}; its weights do not fit a scorer for "
+            f"{task}: {str(err).splitlines()[0]}"
+        ) from err
     predicted = S.predict(
         model.to(device),
         loaded.tokenizer,
@@ -65,7 +77,8 @@ def evaluate(
     )
     return {
         "checkpoint": str(ckpt_path), "step": state["step"], "model": config["model"], "optimizer": config["optimizer"],
-        "task": task, "data": str(data_path), "examples": len(examples), **S.metrics(spec, examples, predicted),
+        "trained_on": config["task"], "task": task, "data": str(data_path), "examples": len(examples),
+        **S.metrics(spec, examples, predicted),
     }  # fmt: skip
 
 

@@ -25,10 +25,10 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
-import transformers
 from huggingface_hub import try_to_load_from_cache
 from safetensors.torch import save_model
 from torch import nn
@@ -80,10 +80,10 @@ def tiny_opt(
     seed: int = 0, dtype: torch.dtype = torch.float32, **config_overrides
 ) -> OPTForCausalLM:
     """A random-init OPT small enough for unit tests (matrices ~ N(0, init_std²) from ``seed``)."""
-    config = OPTConfig(**{**TINY_OPT_CONFIG, **config_overrides})
-    unknown = set(config_overrides) - set(config.to_dict())
+    unknown = set(config_overrides) - set(OPTConfig().to_dict())
     if unknown:
         raise ValueError(f"unknown OPTConfig fields: {sorted(unknown)}")
+    config = OPTConfig(**{**TINY_OPT_CONFIG, **config_overrides})
     model = OPTForCausalLM(config)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -143,12 +143,13 @@ def smollm2_dir() -> Path:
 
 def smollm2_conversion_dir(dtype: torch.dtype) -> Path:
     """Where the de-quantized SmolLM2 of ``dtype`` is cached: ``$LOZO_CACHE_DIR`` (default
-    ``~/.cache/lozo-lab``), one folder per GGUF digest, transformers version and dtype, so a
-    changed file or converter never serves a stale conversion."""
+    ``~/.cache/lozo-lab``), one folder per GGUF digest, version of the converters (transformers,
+    gguf, tokenizers) and dtype, so a changed file or converter never serves a stale conversion."""
     with open(smollm2_dir() / SMOLLM2_GGUF, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()[:16]
     root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "lozo-lab"))
-    name = f"smollm2-135m-{digest}-transformers{transformers.__version__}-{dtype_name(dtype)}"
+    converters = "-".join(f"{pkg}{version(pkg)}" for pkg in ("transformers", "gguf", "tokenizers"))
+    name = f"smollm2-135m-{digest}-{converters}-{dtype_name(dtype)}"
     return root / name
 
 

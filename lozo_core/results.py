@@ -342,6 +342,8 @@ def spectra_markdown(records: list[dict]) -> str:
     lines.append("")
     per_model = {rec["model"]: rec for rec in records}
     lines.append(
+        "Effective rank: the exponentiated entropy of the energy distribution σᵢ²/Σσ² "
+        "(`lozo_core.spectra`; Roy & Vetterli's weights by σᵢ and is larger). "
         "Gradient of the SST-2 loss on a batch of training prompts, every weight matrix: "
         + "; ".join(
             f"{model}: {rec['batch_size']} prompts, scored by {rec.get('scoring', 'label words')}, `{rec['command'].strip()}`"

@@ -14,7 +14,7 @@
 # so a rank-r perturbation loses little. We measure it on real pretrained weights with the
 # prompt-based SST-2 loss (MeZO's template `{sentence} It was` + ` terrible`/` great`):
 #
-# * **stable rank** $\|G\|_F^2/\|G\|_2^2$ and **effective rank** (entropy of the normalised
+# * **stable rank** $\|G\|_F^2/\|G\|_2^2$ and **effective rank** (exponentiated entropy of the energy
 #   spectrum) per layer, next to the same architecture at random init and next to a Gaussian
 #   matrix of the same shape (Marchenko–Pastur);
 # * **energy at rank r** captured by the top-r singular subspace (the best rank-r projection) and

@@ -29,7 +29,8 @@ def test_the_cache_folder_names_the_gguf_digest_converter_and_dtype(tmp_path, mo
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
     folder = models.smollm2_conversion_dir(torch.bfloat16)
     assert folder.parent == tmp_path
-    assert folder.name.endswith(f"-transformers{models.transformers.__version__}-bfloat16")
+    converters = [f"{pkg}{models.version(pkg)}" for pkg in ("transformers", "gguf", "tokenizers")]
+    assert folder.name.endswith("-" + "-".join(converters) + "-bfloat16")
     assert folder.name != models.smollm2_conversion_dir(torch.float32).name
 
 
@@ -43,3 +44,11 @@ def test_a_tokenizer_loads_without_its_model_or_fails_naming_what_is_missing():
         models.load_tokenizer("gpt-9")
     with pytest.raises(FileNotFoundError, match="facebook/opt-125m is not in the local"):
         models.load_tokenizer("opt-125m")
+
+
+def test_a_misspelt_tiny_opt_field_is_refused_by_name():
+    from lozo_core.models import tiny_opt
+
+    with pytest.raises(ValueError, match=r"unknown OPTConfig fields: \['hiden_size'\]"):
+        tiny_opt(hiden_size=8)
+    assert tiny_opt(hidden_size=16, word_embed_proj_dim=16).config.hidden_size == 16

@@ -234,6 +234,11 @@ def test_a_rebuilt_deferred_run_holds_its_pending_updates(tmp_path):
     assert max(float((d - s).detach().abs().max()) for s, d, _ in pairs) > 1e-4
     for _, d, p in pairs:
         torch.testing.assert_close(d, p, rtol=1e-5, atol=1e-6)
+    from lozo_core.evaluate import evaluate
+
+    train(cfg, tmp_path / "chunk", until=2)
+    with pytest.raises(ValueError, match="pending in the deferred side path"):
+        evaluate(tmp_path / "chunk", "sst2", T.task.DATA_DIR / "glue" / "sst2" / "dev.tsv")
 
 
 def test_load_opt_offline_names_the_way_out():
