@@ -118,6 +118,13 @@ def _left_padded(rows: list[list[int]], pad: int) -> tuple[Tensor, Tensor, Tenso
     return input_ids, mask, (mask.cumsum(1) - 1).clamp(min=0)
 
 
+def _start(tokenizer) -> list[int]:
+    """The token a prompt starts with: the tokenizer's BOS where it adds one (OPT's ``</s>``, as
+    MeZO's encoding has), else nothing (SmolLM2, MiniLM: no BOS of that kind)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    return [bos] if getattr(tokenizer, "add_bos_token", False) and bos is not None else []
+
+
 def _choice_rows(
     tokenizer, examples: list[Example], max_length: int
 ) -> tuple[list[list[int]], list[int]]:
@@ -128,21 +135,22 @@ def _choice_rows(
     pairs = [pair for ex in examples for pair in ex.choices]
     tokenize = lambda texts: tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
     contexts, continuations = tokenize([c for c, _ in pairs]), tokenize([c for _, c in pairs])
-    rows = []
+    rows, start = [], _start(tokenizer)
     for (context, continuation), head, tail in zip(pairs, contexts, continuations, strict=True):
         if not head:
             raise ValueError(f"context {context!r} has no tokens")
-        if not 1 <= len(tail) < max_length:
+        if not 1 <= len(tail) < max_length - len(start):
             raise ValueError(
                 f"continuation {continuation!r} has {len(tail)} tokens; "
-                f"expected 1 to {max_length - 1} (the prompt budget is {max_length})"
+                f"expected 1 to {max_length - len(start) - 1} (the prompt budget is {max_length})"
             )
-        rows.append((head + tail)[-max_length:])
+        rows.append(start + (head + tail)[len(start) - max_length :])
     return rows, [len(tail) for tail in continuations]
 
 
 def encode(tokenizer, examples: list[Example], max_length: int = MAX_PROMPT_TOKENS) -> Batch:
-    """Left-padded token ids with position ids counted from each row's first real token.
+    """Left-padded token ids with position ids counted from each row's first real token, each row
+    starting with the tokenizer's BOS where it adds one (:func:`_start`).
 
     Rows longer than ``max_length`` tokens keep their end (where the label word or the
     continuation is scored), so a long passage loses its beginning. Left padding is equivalent
@@ -156,9 +164,9 @@ def encode(tokenizer, examples: list[Example], max_length: int = MAX_PROMPT_TOKE
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     labels = torch.tensor([ex.label for ex in examples])
     if not examples[0].choices:
-        texts = [ex.text for ex in examples]
+        texts, start = [ex.text for ex in examples], _start(tokenizer)
         rows = [
-            x[-max_length:]
+            start + x[len(start) - max_length :]
             for x in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
         ]
         return Batch(*_left_padded(rows, pad), labels)

@@ -158,3 +158,18 @@ def test_scorer_rejects_what_it_cannot_score(tiny):
     copa, sst2 = T.get_task("copa").split("dev")[:1], T.get_task("sst2").split("dev")[:1]
     with pytest.raises(ValueError, match="cannot batch label-word and choice examples together"):
         S.encode(tiny.tokenizer, copa + sst2)
+
+
+def test_a_prompt_starts_with_the_bos_its_tokenizer_adds(tiny):
+    import copy
+
+    tokenizer = copy.deepcopy(tiny.tokenizer)
+    sst2, copa = (T.get_task(name).split("dev")[:2] for name in ("sst2", "copa"))
+    plain = [S.encode(tokenizer, examples, 32) for examples in (sst2, copa)]
+    tokenizer.bos_token, tokenizer.add_bos_token = "[CLS]", True  # as OPT's GPT-2 tokenizer: </s>
+    for before, after in zip(
+        plain, (S.encode(tokenizer, ex, 32) for ex in (sst2, copa)), strict=True
+    ):
+        first = after.input_ids.gather(1, (after.attention_mask == 0).sum(1, keepdim=True))
+        assert (first == tokenizer.bos_token_id).all() and after.input_ids.shape[1] <= 32
+        assert torch.equal(after.input_ids[:, -5:], before.input_ids[:, -5:])
