@@ -262,6 +262,18 @@ def test_the_conservative_rule_sees_its_trial_steps_on_every_engine():
     assert len({c[0] for c in choices["sidepath"]}) > 1, "a test whose choices never vary"
 
 
+def test_the_draws_do_not_depend_on_the_thread_count():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone, _, _ = run("mezo", "inplace", dtype=torch.float32)
+        torch.set_num_threads(2)
+        pooled, _, _ = run("mezo", "inplace", dtype=torch.float32)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(params(alone), params(pooled), strict=True))
+
+
 def test_exactness_of_the_engines_is_measured_not_assumed():
     """lr = 0: the side path leaves every bit of every weight; in-place MeZO does not (fp32)."""
     for engine, exact in (("sidepath", True), ("inplace", False)):

@@ -54,8 +54,12 @@ os.register_at_fork(after_in_child=_draw_pool.cache_clear)  # a forked child has
 
 def prefetched(draw: Callable[[int], object], count: int) -> Iterator:
     """``draw(0), draw(1), …`` in order, the next few computed on worker threads meanwhile
-    (at most one per worker in flight, so memory stays a few parameters' worth)."""
-    workers = max(1, torch.get_num_threads())
+    (at most one per worker in flight, so memory stays a few parameters' worth); with torch at
+    one thread, on this thread only, so that a one-thread timing uses one core."""
+    workers = torch.get_num_threads()
+    if workers <= 1:
+        yield from map(draw, range(count))
+        return
     pool, pending = _draw_pool(workers), deque()
     for i in range(count):
         pending.append(pool.submit(draw, i))
