@@ -177,7 +177,8 @@ def test_ratios_use_single_batch_inference_and_each_methods_floor():
 
 def _record(model: str, dtype: str, batch: int, seq_len: int, results: dict) -> dict:
     config = {"model": model, "random_init": True, "dtype": dtype, "batch_size": batch,
-              "seq_len": seq_len, "interval": 50}  # fmt: skip
+              "seq_len": seq_len, "interval": 50, "steps": 3, "warmup": 1, "threads": 1,
+              "memory_limit_bytes": 20 * 2**30}  # fmt: skip
     bench.add_ratios(results)
     return {"kind": "bench", "config": config, "machine": {**machine(), "gpu": None},
             "command": "python -m lozo_core.bench", "results": results}  # fmt: skip
@@ -195,6 +196,7 @@ def test_bench_markdown_shows_every_bench_record_and_what_is_not_recorded():
     assert "| lozo-sequential | 2.200 | 1.10 | — | 1024 | 1.000 | — | — | — |" in text
     assert "| forward | 1.000 | — | — | 1024 | 1.000 | — | 3.000 | 3.0 |" in text
     assert "| fo-adam | did not fit |" in text
+    assert "Step times: fp32 3 timed steps (after 1 warm-up), 1 thread" in text
     assert "a step takes 3.0–3.0× its fp32 time" in text
     assert "Not recorded yet: opt-350m, opt-1.3b, opt-2.7b" in text
     assert "load average during the runs 0.5–0.7" in text
