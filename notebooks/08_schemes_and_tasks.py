@@ -347,7 +347,7 @@ on_full = [
 mean, se = np.mean(on_full), np.std(on_full, ddof=1) / np.sqrt(draws)
 assert abs(on_b - 1) < 1e-5, on_b
 assert abs(mean - subspace_energy_fraction(576, answer_rank)) < 4 * se, (mean, se)
-print(f"rank {answer_rank}: share {on_b:.6f} on B_lora, {mean:.4f} ± {se:.4f} measured on a full "
+print(f"rank {answer_rank}: share {on_b:.6f} on B_lora, {mean:.5f} ± {se:.1e} measured on a full "
       f"projection (r/n = {subspace_energy_fraction(576, answer_rank):.4f})")  # fmt: skip
 
 # %% [markdown]
