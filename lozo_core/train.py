@@ -412,7 +412,7 @@ def train(
         log(record)
         trajectory.evals.append(record)
         earlier = [h[f"{key}_accuracy"] for h in history[:-1] if f"{key}_accuracy" in h]
-        if validation_set and not replayable and step > 0 and accuracy > max(earlier):
+        if validation_set and not replayable and step > 0 and accuracy > max(earlier, default=-1.0):
             save_atomic({"step": step, "model": model.state_dict()}, best_path)
         return accuracy
 
