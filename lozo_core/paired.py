@@ -1,10 +1,10 @@
 r"""Runs paired by seed: the same data draw, batch order and evaluation examples, so that the
 difference of two runs on a seed removes what the seed alone decides.
 
-What several seeds let one say: mean and spread (:func:`mean_std`, :func:`format_mean_std`), gains
-over the zero-shot run of the same seed (:func:`paired_gains`), a direction only where a paired
-test allows it (:func:`paired_p`, :func:`difference_verdict`), and whether two paired series spread alike
-(:func:`equal_spread_test`).
+What several seeds let one say: mean and spread (:func:`mean_std`, :func:`format_mean_std`),
+gains over the zero-shot run of the same seed (:func:`paired_gains`), a direction only where a
+paired test allows it (:func:`paired_p`, :func:`difference_verdict`), and whether two paired series
+spread alike (:func:`equal_spread_test`).
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ its own zero-shot run; a LoRA adapter starts at :math:`B_{lora}=0`, i.e. from th
 LoRA's gains are taken over the full scheme's zero-shot run.
 
 :func:`verdicts` states what the gains show with :func:`lozo_core.paired.difference_verdict`: a
-direction only where a paired t-test over seeds gives :math:`p < 0.05` (with 3 seeds,
-:math:`|t| > 4.30`), otherwise "no difference detected" with the numbers.
+direction only where a paired test over seeds gives :math:`p < 0.05` (a t-test, with 3 seeds
+:math:`|t| > 4.30`; the sign test where every seed gives the same difference), otherwise "no
+difference detected" with the numbers.
 """
 
 from __future__ import annotations

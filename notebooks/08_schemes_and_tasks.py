@@ -309,8 +309,10 @@ print(alignment_verdict(gain_records) or "No LOZO pair on the two formats is rec
 # Every question the grid can answer, from the recorded runs only: task alignment before and
 # after training, each cell's gain over zero-shot, and LOZO against MeZO per scheme. A direction
 # ("higher", "lower") is stated only where a two-sided paired t-test over seeds gives $p < 0.05$ —
-# with 3 seeds that needs $|t| > 4.30$, so only large, consistent effects reach it; "no difference
-# detected" is a statement about these 40-step runs at 3 seeds, not evidence that none exists.
+# with 3 seeds that needs $|t| > 4.30$, so only large, consistent effects reach it; where every
+# seed gives the same difference the t statistic says nothing and the sign test speaks (it needs 6
+# seeds). "No difference detected" is a statement about these 40-step runs at 3 seeds, not
+# evidence that none exists.
 
 # %%
 done = int((planned.state == "done").sum())

@@ -497,7 +497,8 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
     deadline = time.time() + hours * 3600
     while time.time() < deadline:
         items, _ = all_items(plan)
-        stale = [i for i in items if i.state()[0] == "stale"]
+        states = {i.name: i.state()[0] for i in items}
+        stale = [i for i in items if states[i.name] == "stale"]
         if stale:
             print(
                 "campaign: finished runs differ from the plan: "
@@ -507,7 +508,7 @@ def run(plan: dict, hours: float, do_commit: bool, only: list[str] | None = None
                 file=sys.stderr,
             )
             return 2
-        pending = [i for i in items if i.state()[0] in ("missing", "partial")]
+        pending = [i for i in items if states[i.name] in ("missing", "partial")]
         pending = [i for i in pending if not only or i.args["optimizer"] in only]
         if not pending:
             print("campaign: nothing left that can run now")
