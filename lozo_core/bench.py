@@ -176,7 +176,7 @@ def method_step(name: str, model: nn.Module, batches, rank: int, interval: int, 
         return torch.no_grad()(lambda: loss_fn(sized(next(turn)))), False
     row = TABLE[method.row]
     if not row.zeroth_order:
-        opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
+        opt = row.build(decay_groups(model, 0.0), hyper(method, rank, interval))
 
         def fo_step():
             opt.zero_grad(set_to_none=True)
@@ -184,7 +184,7 @@ def method_step(name: str, model: nn.Module, batches, rank: int, interval: int, 
             opt.step()
 
         return fo_step, False
-    opt = row.make(decay_groups(model, 0.0), hyper(method, rank, interval))
+    opt = row.build(decay_groups(model, 0.0), hyper(method, rank, interval))
     engine = getattr(getattr(opt, "engine", None), "name", "")
     paired = method.paired and engine.startswith("sidepath")
 

@@ -92,7 +92,9 @@ class TrainConfig:
     eps: float = _option(1e-3, "perturbation scale ε of zeroth-order estimates")
     rank: int = _option(2, "LOZO rank r")
     interval: int = _option(50, "LOZO lazy interval ν (steps between V refreshes)")
-    momentum: float | None = _option(None, "momentum β (LOZO-M, ZO-SGD-MMT; default 0.9 there)")
+    momentum: float | None = _option(
+        None, "momentum β (default: the optimizer's row, where it has one)"
+    )
     weight_decay: float = _option(0.0, "decoupled weight decay λ on matrices")
     q: int = _option(1, "queries averaged per zeroth-order step")
     engine: str = _option("sidepath", f"LOZO engine: one of {', '.join(ENGINES)}")
@@ -172,6 +174,14 @@ class TrainConfig:
             )
         if self.lr is None:
             self.lr = row.default_lr
+        if self.momentum is None:
+            self.momentum = row.momentum
+        elif row.momentum is None:
+            with_momentum = ", ".join(name for name, r in TABLE.items() if r.momentum is not None)
+            raise ValueError(
+                f"--momentum {self.momentum!r}: --optimizer {self.optimizer} has no momentum; "
+                f"expected one of {with_momentum}"
+            )
         if not row.trains:
             self.steps = 0
 
@@ -194,7 +204,33 @@ def build_optimizer(
     ``keep_directions`` trades memory for draws without changing a number (see
     :class:`~lozo_core.optim.optimizer.ZeroOrderOptimizer`)."""
     hyper = dataclasses.replace(cfg.hyper, keep_directions=keep_directions)
-    return TABLE[cfg.optimizer].make(decay_groups(model, cfg.weight_decay), hyper)
+    return TABLE[cfg.optimizer].build(decay_groups(model, cfg.weight_decay), hyper)
+
+
+def optimizer_settings(optimizer: torch.optim.Optimizer) -> dict:
+    """The settings ``optimizer`` runs with, code defaults included, as JSON values: its
+    ``defaults`` and, for a zeroth-order optimizer, its
+    :meth:`~lozo_core.optim.optimizer.ZeroOrderOptimizer.hyperparameters`. A record states them,
+    so resuming or replaying it does not silently take a later version's defaults."""
+    settings = {k: v for k, v in optimizer.defaults.items() if k != "step"}
+    if hasattr(optimizer, "hyperparameters"):
+        settings |= optimizer.hyperparameters()
+    return json.loads(json.dumps(settings))
+
+
+def check_settings(recorded: dict, optimizer: torch.optim.Optimizer, source: Path) -> None:
+    """Refuse to continue or replay a run whose optimizer was built with other settings than
+    ``optimizer`` (records written before settings were recorded hold none and pass)."""
+    built = optimizer_settings(optimizer)
+    if recorded and recorded != built:
+        changed = sorted(
+            k for k in recorded.keys() | built.keys() if recorded.get(k) != built.get(k)
+        )
+        raise ValueError(
+            f"{source}: the run's optimizer had settings {recorded}; this version builds "
+            f"{built} from the same config (they differ in {', '.join(changed)}): a code "
+            "default changed since the run was written"
+        )
 
 
 def splits(cfg: TrainConfig) -> tuple[list[T.Example], list[T.Example], list[T.Example]]:
@@ -294,6 +330,7 @@ def rebuild(
     model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     if steps:
         optimizer = build_optimizer(cfg, model, keep_directions)
+        check_settings(trajectory.optimizer, optimizer, Path("trajectory.json"))
         replay(optimizer, trajectory.records[:steps])
         optimizer.merge()
     return model, candidates, fresh
@@ -370,22 +407,25 @@ def train(
     local = distributed.shard(min(cfg.batch_size, len(train_set)), group)
     forward = model if row.zeroth_order else distributed.data_parallel(model, group)
     config = dataclasses.asdict(cfg)
-    trajectory, history, start = Trajectory(config), [], 0
+    settings = optimizer_settings(optimizer) if optimizer is not None else {}
+    trajectory, history, start = Trajectory(config, optimizer=settings), [], 0
     replayable = row.zeroth_order and optimizer is not None
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg.device)
         _check_config(state["config"], cfg, ckpt_path, state["step"])
+        check_settings(state.get("optimizer_settings", {}), optimizer, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
         if replayable:
             trajectory = Trajectory.load(out)
             trajectory.truncate(start)
-            trajectory.config = config
+            trajectory.config, trajectory.optimizer = config, settings
     elif resume and replayable and (out / "trajectory.json").exists():
         trajectory = Trajectory.load(out)
         _check_config(trajectory.config, cfg, out / "trajectory.json", trajectory.steps)
-        trajectory.config = config
+        check_settings(trajectory.optimizer, optimizer, out / "trajectory.json")
+        trajectory.config, trajectory.optimizer = config, settings
         replay(optimizer, trajectory.records)
         start, history = trajectory.steps, _history_from(trajectory)
     distributed.check_agree("--resume: the step to resume from", start, group)
@@ -468,8 +508,8 @@ def train(
                 trajectory.chunks.append(chunk | {"end": step + 1, "train_time_s": train_seconds})
                 trajectory.save(out)
             save_atomic(
-                {"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "step": step + 1, "history": history},
+                {"config": config, "optimizer_settings": settings, "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "step": step + 1, "history": history},
                 ckpt_path,
             )  # fmt: skip
     if stop < cfg.steps or not writer:
@@ -488,9 +528,10 @@ def train(
         key,
         trainable_parameters(model),
     )
-    summary |= {"train_time_s": train_seconds, "command": command, "machine": machine(),
-                "world_size": distributed.world_size(), "chunks": trajectory.chunks,
-                "weights": weights_fingerprint(model), "peak_mem_bytes": peak}  # fmt: skip
+    summary |= {"optimizer_settings": settings, "train_time_s": train_seconds, "command": command,
+                "machine": machine(), "world_size": distributed.world_size(),
+                "chunks": trajectory.chunks, "weights": weights_fingerprint(model),
+                "peak_mem_bytes": peak}  # fmt: skip
     if validation_set:
         summary |= _test_accuracies(
             cfg, model, effective, loaded, candidates, eval_set, trajectory, summary, best_path,

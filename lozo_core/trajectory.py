@@ -7,13 +7,15 @@ exactly: :func:`replay` applies them to a freshly loaded model without a forward
 
 File format (``trajectory.json``, plain JSON, opened without running code)::
 
-    {"format": "lozo-trajectory/1", "config": {...}, "steps": N, "queries": Q,
+    {"format": "lozo-trajectory/1", "config": {...}, "optimizer": {...}, "steps": N, "queries": Q,
      "dtype": "float32", "losses": "<base64 of N×Q×2 little-endian floats>",
      "choices": [...] (ZO-SGD-Cons only), "directional": "<base64 float64>" (Forward-Grad),
      "evals": [{"step": k, "validation_accuracy": …}, …], "times": [seconds per step…],
      "chunks": [{"start": k0, "end": k1, "machine": {...}, "train_time_s": …}, …]}
 
-``chunks`` records which machine ran which steps: a long run may cross machines.
+``optimizer`` holds the settings the optimizer was built with, code defaults included
+(:func:`lozo_core.train.optimizer_settings`); ``chunks`` records which machine ran which steps:
+a long run may cross machines.
 
 Losses are stored as float32 when every value is one (a float32 model's losses are), else
 float64: 8 bytes per step for a one-query run, about 11 kB per 1000 steps as base64.
@@ -50,6 +52,7 @@ class Trajectory:
     evals: list[dict] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     chunks: list[dict] = field(default_factory=list)
+    optimizer: dict = field(default_factory=dict)
 
     @property
     def steps(self) -> int:
@@ -84,7 +87,8 @@ class Trajectory:
         self.chunks = [c | {"end": min(c["end"], steps)} for c in self.chunks if c["start"] < steps]
 
     def to_json(self) -> dict:
-        out = {"format": FORMAT, "config": self.config, "steps": self.steps, "evals": self.evals}
+        out = {"format": FORMAT, "config": self.config, "optimizer": self.optimizer}
+        out |= {"steps": self.steps, "evals": self.evals}
         out["times"], out["chunks"] = self.times, self.chunks
         if not self.records:
             return out
@@ -134,7 +138,7 @@ class Trajectory:
                 for k in range(n)
             ]
         return cls(data["config"], records, data.get("evals", []), data.get("times", []),
-                   data.get("chunks", []))  # fmt: skip
+                   data.get("chunks", []), data.get("optimizer", {}))  # fmt: skip
 
 
 def replay(optimizer, records: list[dict]) -> None:

@@ -53,7 +53,7 @@ def optimizer_run(name: str, examples, global_batch: int, steps: int):
     loaded = load_model("tiny-opt", dtype=torch.float64)
     model = loaded.model
     candidates = S.label_token_ids(loaded.tokenizer, T.get_task("sst2"))
-    optimizer = TABLE[name].make(model, Hyper(lr=1e-2, rank=2, interval=3, seed=5))
+    optimizer = TABLE[name].build(model, Hyper(lr=1e-2, rank=2, interval=3, seed=5))
     local = distributed.shard(global_batch)
 
     def loss_fn(b: S.Batch) -> torch.Tensor:

@@ -46,7 +46,7 @@ def build(name, engine, model, seed=3, **changes):
     hyper = Hyper(
         **{**dict(lr=1e-2, eps=1e-3, rank=2, interval=3, engine=engine, seed=seed), **changes}
     )
-    return next(r for r in ROWS if r.name == name).make(model.parameters(), hyper)
+    return next(r for r in ROWS if r.name == name).build(model.parameters(), hyper)
 
 
 def params(model):

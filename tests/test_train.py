@@ -64,6 +64,10 @@ def test_cli_runs_and_writes_metrics_and_summary(tmp_path):
         (["--rank", "0"], "--rank 0: expected an integer >= 1"),
         (["--eps", "0"], "--eps 0.0: expected a number > 0"),
         (["--forwards", "both"], "--forwards 'both': expected one of paired, sequential"),
+        (
+            ["--optimizer", "lozo", "--momentum", "0.9"],
+            "--momentum 0.9: --optimizer lozo has no momentum; expected one of lozo-m, zo-sgd-mmt",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv, message, tmp_path, capsys):
@@ -397,6 +401,34 @@ def test_resume_from_the_trajectory_alone_and_replay_cli(tmp_path, optimizer, ca
     rebuilt = torch.load(tmp_path / "rebuilt" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(full[k], rebuilt[k]) for k in full)
     assert (tmp_path / "full" / "trajectory.json").stat().st_size < 4000
+
+
+def test_a_run_records_its_optimizer_settings_and_refuses_a_replay_under_other_ones(
+    tmp_path, capsys
+):
+    run = tmp_path / "run"
+    args = ["--model", "tiny-opt", "--optimizer", "lozo-m", "--lr", "1e-3", "--interval", "3",
+            "--steps", "4", "--eval-every", "2", "--out", str(run)]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["momentum"] == 0.9
+    settings = summary["optimizer_settings"]
+    assert {k: settings[k] for k in ("momentum", "dampening", "rank", "interval", "q")} == {
+        "momentum": 0.9, "dampening": 0.9, "rank": 2, "interval": 3, "q": 1
+    }  # fmt: skip
+    trajectory = Trajectory.load(run)
+    assert trajectory.optimizer == settings
+    trajectory.optimizer["dampening"] = 0.0
+    trajectory.save(run)
+    assert replay_main([str(run), "--out", str(tmp_path / "rebuilt")]) == 2
+    assert "(they differ in dampening): a code default changed" in capsys.readouterr().err
+    (run / "checkpoint.pt").unlink()
+    assert main([*args, "--resume"]) == 2
+    assert "they differ in dampening" in capsys.readouterr().err
+    adam = tmp_path / "adam"
+    assert main([*SMALL, "--optimizer", "fo-adam", "--steps", "1", "--out", str(adam)]) == 0
+    settings = json.loads((adam / "summary.json").read_text())["optimizer_settings"]
+    assert settings["betas"] == [0.9, 0.999] and settings["eps"] == 1e-8
 
 
 @pytest.mark.parametrize("source", ["checkpoint", "trajectory"])

@@ -303,6 +303,16 @@ class ZeroOrderOptimizer(torch.optim.Optimizer):
             if g is not None:
                 p.add_(g, alpha=-self._group(p)["lr"])
 
+    def hyperparameters(self) -> dict:
+        """The settings that are not per param group (those are in ``defaults``): ``q``,
+        ``blocks`` and the direction's and the rule's own, code defaults included."""
+        return {
+            "q": self.q,
+            "blocks": self.blocks,
+            **self.direction.hyperparameters(),
+            **self.rule.hyperparameters(),
+        }
+
     def merge(self) -> None:
         """Export step for ``engine="sidepath-deferred"``: write pending updates into the
         weights (a no-op for the other engines, whose parameters are always current)."""

@@ -1,5 +1,6 @@
 """The one table of optimizers, read by training, the benchmark, the results tables and the
-notebooks: name, display label, composition, default learning rate and passes per step.
+notebooks: name, display label, composition, default learning rate, passes per step and, for
+the rows that have one, default momentum.
 
 Passes per step count model evaluations over one batch: ``forward`` (a doubled-batch forward
 of the side-path engine counts as 2), ``jvp`` (a forward pass carrying tangents, about 1.5–3
@@ -9,6 +10,7 @@ carries ``1/rank``, so the LOZO paper's rate ``eta`` is ``rank * eta`` here.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +46,14 @@ class Row:
     make: Callable[[object, Hyper], torch.optim.Optimizer] | None
     passes: Callable[[Hyper], dict[str, int]]
     zeroth_order: bool = True
+    momentum: float | None = None
+
+    def build(self, params, h: Hyper) -> torch.optim.Optimizer:
+        """This row's optimizer over ``params``, with the row's default ``momentum`` where ``h``
+        leaves it unset."""
+        if h.momentum is None:
+            h = dataclasses.replace(h, momentum=self.momentum)
+        return self.make(params, h)
 
     @property
     def trains(self) -> bool:
@@ -80,13 +90,13 @@ ROWS = (
     Row("lozo", "LOZO", "lazy low-rank × SGD × side-path", 2e-5, lambda p, h: LOZO(p, **_lowrank(h)), _two_point),
     Row(
         "lozo-m", "LOZO-M", "lazy low-rank × averaged momentum × side-path", 2e-5,
-        lambda p, h: LOZO(p, momentum=0.9 if h.momentum is None else h.momentum, **_lowrank(h)), _two_point,
+        lambda p, h: LOZO(p, momentum=h.momentum, **_lowrank(h)), _two_point, momentum=0.9,
     ),
     Row("lozo-adam", "LOZOAdam", "lazy low-rank × Adam × side-path", 1e-5, lambda p, h: LOZOAdam(p, **_lowrank(h)), _two_point),
     Row("zo-sgd-sign", "ZO-SGD-Sign", "Gaussian × sign × in-place", 1e-6, lambda p, h: ZOSGDSign(p, **_dense(h)), _two_point),
     Row(
         "zo-sgd-mmt", "ZO-SGD-MMT", "Gaussian × heavy-ball momentum × in-place", 1e-6,
-        lambda p, h: ZOSGDMomentum(p, momentum=0.9 if h.momentum is None else h.momentum, **_dense(h)), _two_point,
+        lambda p, h: ZOSGDMomentum(p, momentum=h.momentum, **_dense(h)), _two_point, momentum=0.9,
     ),
     Row(
         "zo-sgd-cons", "ZO-SGD-Cons", "Gaussian × conservative × in-place", 1e-5,
