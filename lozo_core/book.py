@@ -7,8 +7,9 @@ Writes the Sphinx source under ``build/book-src/`` (``conf.py``, a front page, o
 
 Notebooks run through :func:`lozo_core.notebooks.execute` at the size ``LOZO_SMOKE`` (or
 ``--smoke``) selects. An executed notebook is kept as ``build/book-cache/SIZE/STEM-KEY/`` with
-``KEY`` a hash of what its run reads (:func:`inputs_key`): a rebuild runs only the notebooks
-whose inputs changed.
+``KEY`` a hash of its code (:func:`inputs_key`) and ``reads.json`` the data it read
+(:func:`lozo_core.reads.manifest`): a rebuild runs only the notebooks whose code or data
+changed, so a campaign's new runs re-execute the notebooks that read them and no others.
 
 Cross-links come from :data:`CHECKS`: each theory section links to the notebook sections that
 check it, and each of those sections links back to the derivation.
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.metadata
+import json
 import re
 import shutil
 import subprocess
@@ -29,8 +32,9 @@ from pathlib import Path
 import nbformat
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from lozo_core.notebooks import execute, notebook_paths
+from lozo_core.notebooks import DATA_DIR, execute, notebook_paths
 from lozo_core.provenance import REPO_ROOT, SMOKE_ENV, is_smoke, machine
+from lozo_core.reads import manifest, unchanged
 from lozo_core.results import SECTIONS
 
 BUILD_DIR = REPO_ROOT / "build"
@@ -268,48 +272,54 @@ def _notebook_title(path: Path) -> str:
 
 
 def inputs_key(path: Path) -> str:
-    """A hash of what the notebook ``path`` reads when it runs: its own source, the library
-    (this module aside), the campaign plans (``scripts/*.toml``), ``data/`` (run artefacts the
-    repository ignores aside), ``theory/``, and every notebook's title (the tour lists them)."""
+    """A hash of the code the notebook ``path`` runs: its own source, the library (this module
+    aside), the campaign plans (``scripts/*.toml``), ``theory/``, every notebook's title (the
+    tour lists them) and the installed packages' versions. The data it reads is checked apart,
+    by :func:`lozo_core.reads.unchanged`."""
     library = sorted(p for p in (REPO_ROOT / "lozo_core").rglob("*.py") if p.name != "book.py")
     library += sorted((REPO_ROOT / "scripts").glob("*.toml"))
-    data = sorted(
-        p
-        for p in (REPO_ROOT / "data").rglob("*")
-        if p.is_file() and p.suffix not in {".pt", ".tmp"} and p.name != "metrics.jsonl"
-    )
     theory = sorted(
         p for p in THEORY_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
     )
     digest = hashlib.sha256()
-    for file in [path, *library, *data, *theory]:
+    for file in [path, *library, *theory]:
         digest.update(f"{file.relative_to(REPO_ROOT)}\0".encode())
         digest.update(hashlib.sha256(file.read_bytes()).digest())
     for other in notebook_paths():
         digest.update(f"{other.name}\0{_notebook_title(other)}\0".encode())
+    packages = sorted(
+        {f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()}
+    )
+    digest.update("\0".join(packages).encode())
     return digest.hexdigest()[:16]
 
 
 def executed(path: Path, *, smoke: bool) -> Path:
-    """The notebook ``path`` executed at the chosen size: the cached run when its inputs are
-    unchanged, else a new run through :func:`lozo_core.notebooks.execute`."""
+    """The notebook ``path`` executed at the chosen size: the cached run when its code and the
+    data it read are unchanged, else a new run through :func:`lozo_core.notebooks.execute`."""
     size = "smoke" if smoke else "full"
     folder = CACHE_DIR / size / f"{path.stem}-{inputs_key(path)}"
-    target = folder / f"{path.stem}.ipynb"
-    if target.exists():
-        print(f"  {path.name}: inputs unchanged, reusing {folder.relative_to(REPO_ROOT)}")
+    target, reads = folder / f"{path.stem}.ipynb", folder / "reads.json"
+    if target.exists() and reads.exists() and unchanged(json.loads(reads.read_text()), DATA_DIR):
+        print(
+            f"  {path.name}: code and data read unchanged, reusing {folder.relative_to(REPO_ROOT)}"
+        )
         return target
     partial = folder.with_name(f"{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     print(f"  {path.name}: running at {size} size ...", flush=True)
     start = time.perf_counter()
     try:
-        execute(path, partial, smoke=smoke)
+        execute(path, partial, smoke=smoke, reads=partial / "reads.log")
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
         raise RuntimeError(
             f"{path.name} failed at {size} size; the partly executed notebook is "
             f"{partial / target.name}\n{err}"
         ) from err
+    record = manifest(partial / "reads.log", DATA_DIR)
+    (partial / "reads.json").write_text(json.dumps(record, indent=1) + "\n")
+    (partial / "reads.log").unlink()
+    shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     for old in folder.parent.glob(f"{path.stem}-*"):
         if old != folder:

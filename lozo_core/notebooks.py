@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from nbconvert import HTMLExporter
 from lozo_core.provenance import REPO_ROOT, SMOKE_ENV
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+DATA_DIR = REPO_ROOT / "data"
 # An executed notebook is read, not watched: no progress bars (ours, transformers', the hub's),
 # which in a kernel with ipywidgets would be widgets whose state a static page cannot show.
 QUIET_BARS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
@@ -41,8 +43,31 @@ def notebook_paths(names: list[str] | None = None) -> list[Path]:
     return chosen
 
 
-def execute(path: Path, out_dir: Path, *, smoke: bool, timeout: int = 3600) -> Path:
-    """Run one jupytext notebook; write ``out_dir/STEM.ipynb`` and ``.html``; return the ipynb."""
+def _kernel_logging_reads(log: Path, root: Path, profile: Path) -> dict[str, str]:
+    """Environment for a kernel that runs :func:`lozo_core.reads.log_reads` at start (an IPython
+    startup file in the fresh ``profile``)."""
+    startup = profile / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-log-reads.py").write_text(
+        "from pathlib import Path\n"
+        "from lozo_core.reads import log_reads\n"
+        f"log_reads(Path({str(log)!r}), Path({str(root)!r}))\n"
+    )
+    return {"IPYTHONDIR": str(profile)}
+
+
+def execute(
+    path: Path,
+    out_dir: Path,
+    *,
+    smoke: bool,
+    timeout: int = 3600,
+    reads: Path | None = None,
+    data: Path = DATA_DIR,
+) -> Path:
+    """Run one jupytext notebook; write ``out_dir/STEM.ipynb`` and ``.html``; return the ipynb.
+    With ``reads``, the kernel appends what it opens and lists under ``data`` to that file
+    (:func:`lozo_core.reads.log_reads`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     notebook = jupytext.read(path)
     notebook.metadata["kernelspec"] = {
@@ -59,12 +84,15 @@ def execute(path: Path, out_dir: Path, *, smoke: bool, timeout: int = 3600) -> P
     )
     target = out_dir / f"{path.stem}.ipynb"
     env = os.environ | QUIET_BARS | {SMOKE_ENV: "1" if smoke else "0"}
-    try:
-        client.execute(env=env)
-    finally:
-        nbformat.write(notebook, target)
-        html, _ = HTMLExporter().from_notebook_node(notebook)
-        target.with_suffix(".html").write_text(html, encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="lozo-ipython-") as profile:
+        if reads is not None:
+            env |= _kernel_logging_reads(reads, data, Path(profile))
+        try:
+            client.execute(env=env)
+        finally:
+            nbformat.write(notebook, target)
+            html, _ = HTMLExporter().from_notebook_node(notebook)
+            target.with_suffix(".html").write_text(html, encoding="utf-8")
     return target
 
 

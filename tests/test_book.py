@@ -5,6 +5,7 @@ each page under ``build/book/screenshots/``. The browser tests are skipped where
 (Debian's ``chromium``) is installed."""
 
 import functools
+import hashlib
 import http.server
 import threading
 import urllib.error
@@ -28,8 +29,9 @@ from lozo_core.book import (
     results_page,
     theory_pages,
 )
-from lozo_core.notebooks import notebook_paths
+from lozo_core.notebooks import execute, notebook_paths
 from lozo_core.provenance import REPO_ROOT
+from lozo_core.reads import manifest, unchanged
 from lozo_core.results import SECTIONS
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,6 +76,36 @@ def test_results_page_renders_every_recorded_section():
     page = results_page({docname(path): "title" for path in notebook_paths()})
     for render in SECTIONS.values():
         assert render() in page
+
+
+def test_an_executed_notebook_names_the_data_it_read_and_goes_stale_when_that_changes(tmp_path):
+    data = tmp_path / "data"
+    (data / "runs" / "a").mkdir(parents=True)
+    (data / "runs" / "a" / "summary.json").write_text("{}")
+    (data / "unread.txt").write_text("x")
+    source = tmp_path / "reader.py"
+    source.write_text(
+        "# %%\nfrom pathlib import Path\n"
+        f"runs = sorted(Path({str(data / 'runs')!r}).glob('*/summary.json'))\n"
+        "print([r.read_text() for r in runs])\n"
+    )
+    log = tmp_path / "reads.log"
+    execute(source, tmp_path / "out", smoke=True, reads=log, data=data)
+    record = manifest(log, data)
+    assert record["files"] == {"runs/a/summary.json": hashlib.sha256(b"{}").hexdigest()}
+    assert record["folders"] == {
+        ".": ["runs", "unread.txt"],
+        "runs": ["a"],
+        "runs/a": ["summary.json"],
+    }
+    assert unchanged(record, data)
+    (data / "unread.txt").write_text("y")
+    assert unchanged(record, data), "a file the notebook did not read is not an input"
+    (data / "runs" / "b").mkdir()
+    assert not unchanged(record, data), "a new run where the notebook looked is an input"
+    (data / "runs" / "b").rmdir()
+    (data / "runs" / "a" / "summary.json").write_text("{ }")
+    assert not unchanged(record, data)
 
 
 def test_each_notebook_has_its_own_stable_cache_key():
