@@ -11,27 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 from pathlib import Path
-
-import torch
 
 from lozo_core import scoring as S
 from lozo_core import tasks as T
 from lozo_core.models import DTYPES, load_model
-from lozo_core.schemes import Scheme
-
-
-def load_checkpoint(path: Path, device="cpu") -> dict:
-    """A checkpoint's tensors and plain data; ``ValueError`` if it holds anything else."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path} holds more than tensors and plain data (refused: loading it could run code): "
-            f"{str(err).splitlines()[0]}"
-        ) from err
+from lozo_core.optim.engines import holds_pending
+from lozo_core.train import TrainConfig, load_checkpoint
 
 
 def evaluate(
@@ -44,7 +31,7 @@ def evaluate(
         )
     state = load_checkpoint(ckpt_path, device)
     config = state["config"]
-    if state.get("optimizer", {}).get("engine", {}).get("pending"):
+    if holds_pending(state.get("optimizer", {})):
         raise ValueError(
             f"{ckpt_path} (step {state['step']}) holds updates still pending in the deferred side "
             "path, which its weights lack: rebuild them with `python -m lozo_core.replay "
@@ -54,12 +41,7 @@ def evaluate(
     examples = spec.read(data_path)
     loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])
     model, candidates = S.scorer(loaded, spec, config["seed"])
-    scheme = Scheme(
-        config.get("scheme", "full"),
-        lora_rank=config.get("lora_rank", 8),
-        virtual_tokens=config.get("virtual_tokens", 10),
-    )
-    model = scheme.apply(model, config["seed"])
+    model = TrainConfig(**config).fine_tuning.apply(model, config["seed"])
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

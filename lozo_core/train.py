@@ -51,6 +51,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import resource
 import shlex
 import sys
@@ -63,7 +64,6 @@ import torch
 from lozo_core import distributed
 from lozo_core import scoring as S
 from lozo_core import tasks as T
-from lozo_core.evaluate import load_checkpoint
 from lozo_core.models import DTYPES, MODEL_NAMES, LoadedModel, decay_groups, load_model
 from lozo_core.optim import PairedClosure
 from lozo_core.optim.engines import ENGINES
@@ -275,6 +275,17 @@ def save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device="cpu") -> dict:
+    """A checkpoint's tensors and plain data; ``ValueError`` if it holds anything else."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} holds more than tensors and plain data (refused: loading it could run code): "
+            f"{str(err).splitlines()[0]}"
+        ) from err
 
 
 def write_json_atomic(obj, path: Path) -> None:

@@ -12,10 +12,18 @@ import torch
 from lozo_core import results
 from lozo_core import scoring as S
 from lozo_core import tasks as T
-from lozo_core.evaluate import load_checkpoint
 from lozo_core.provenance import REPO_ROOT
 from lozo_core.replay import main as replay_main
-from lozo_core.train import TrainConfig, main, rebuild, score, splits, train, weights_fingerprint
+from lozo_core.train import (
+    TrainConfig,
+    load_checkpoint,
+    main,
+    rebuild,
+    score,
+    splits,
+    train,
+    weights_fingerprint,
+)
 from lozo_core.trajectory import Trajectory
 
 SMALL = [

@@ -121,6 +121,12 @@ class InPlace:
             )
 
 
+def holds_pending(optimizer_state: dict) -> bool:
+    """Whether a saved optimizer state (``ZeroOrderOptimizer.state_dict()``) holds deferred
+    side-path updates, which the weights saved beside it lack."""
+    return bool(optimizer_state.get("engine", {}).get("pending"))
+
+
 class SidePath(InPlace):
     """Perturbs through the forward pass instead of the weights (see the module docstring)."""
 
