@@ -16,6 +16,8 @@ from lozo_core.full_protocol import full_protocol_markdown, full_protocol_runs, 
 from lozo_core.optim.table import TABLE
 from lozo_core.paired import format_mean_std, paired_gains
 from lozo_core.provenance import REPO_ROOT, RESULTS_DIR, cpu_line
+from lozo_core.schemes_grid import grid_markdown
+from lozo_core.schemes_grid import runs as grid_runs
 
 OPTIMIZER_ORDER = tuple(TABLE)
 RUN_FIELDS = ("task", "model", "optimizer", "seed", "steps", "final_eval_accuracy", "command",
@@ -367,6 +369,7 @@ SECTIONS = {
     ),
     "bench": lambda: bench_markdown(load("bench")),
     "spectra": lambda: spectra_markdown(load("spectra")),
+    "schemes_grid": lambda: grid_markdown(grid_runs()),
 }
 
 

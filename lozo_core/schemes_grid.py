@@ -26,11 +26,12 @@ from pathlib import Path
 import tomllib
 
 from lozo_core.optim.table import row
-from lozo_core.paired import difference_verdict
-from lozo_core.provenance import REPO_ROOT, RESULTS_DIR
+from lozo_core.paired import difference_verdict, format_mean_std, paired_p
+from lozo_core.provenance import REPO_ROOT, RESULTS_DIR, cpu_line
 
 GRID = "schemes_grid"
 PLAN = REPO_ROOT / "scripts" / "schemes_grid.toml"
+ALPHA = 0.05
 ZERO_SHOT_OF = {"full": "full", "lora": "full", "prefix": "prefix", "prompt": "prompt"}
 
 
@@ -231,3 +232,54 @@ def zero_shot_format_verdict(recorded: list[dict], alpha: float = 0.05) -> str |
         direction = "higher" if a / n_a > b / n_b else "lower"
         return f"zero-shot accuracy in MeZO's format is {direction} than in the review format ({numbers})"
     return f"no difference between the two formats' zero-shot accuracy detected ({numbers})"
+
+
+def grid_markdown(recorded: list[dict]) -> str:
+    """The README's table of the grid: per task and scheme, the zero-shot test accuracy and each
+    optimizer's gain over it (mean ± std over seeds, the seeds counted), then LOZO against MeZO
+    per scheme pooled over tasks, with the runs' model, steps, examples and machines."""
+    if not recorded:
+        return "_No grid runs recorded yet: `python scripts/campaign.py --plan scripts/schemes_grid.toml run`._"
+    gain_rows = gains(recorded)
+    cells = _cells(gain_rows)
+    optimizers = [o for o in ("mezo", "lozo", "fo-adam") if any(k[2] == o for k in cells)]
+    zero = {(r["task"], r["scheme"]): [] for r in recorded if r["optimizer"] == "zero-shot"}
+    for r in recorded:
+        if r["optimizer"] == "zero-shot" and r["block"] != "whole-dev":
+            zero[(r["task"], r["scheme"])].append(r["final_eval_accuracy"])
+    header = " | ".join(f"{row(o).label} gain" for o in optimizers)
+    lines = [f"| task | scheme | zero-shot test accuracy | {header} |",
+             "|---|---|---|" + "---|" * len(optimizers)]  # fmt: skip
+    for task, scheme in sorted({(t, s) for t, s, _ in cells}):
+        base = zero.get((task, ZERO_SHOT_OF[scheme]), [])
+        reference = format_mean_std(base) + ("" if scheme == ZERO_SHOT_OF[scheme] else " (full's)")
+        gain_cells = []
+        for optimizer in optimizers:
+            by_seed = cells.get((task, scheme, optimizer), {})
+            values = [by_seed[seed] for seed in sorted(by_seed)]
+            text = f"{format_mean_std(values, signed=True)} (n={len(values)})" if values else "—"
+            shown = len(values) > 1 and paired_p(values)[0] < ALPHA
+            gain_cells.append(f"**{text}**" if shown else text)
+        lines.append(
+            f"| {task} | {scheme} | {reference if base else '—'} | {' | '.join(gain_cells)} |"
+        )
+    pooled = [line for line in lozo_mezo_verdicts(gain_rows) if line.startswith("all tasks")]
+    trained = [r for r in recorded if r["optimizer"] != "zero-shot"]
+    steps = ", ".join(
+        f"{row(o).label} {n}" for o, n in sorted({(r["optimizer"], r["steps"]) for r in trained})
+    )
+    tested = ", ".join(
+        f"{task} {n}" for task, n in sorted({(r["task"], r["eval_examples"]) for r in trained})
+    )
+    machines = "; ".join(sorted({cpu_line(r["machine"]) for r in recorded}))
+    lines += ["", *(f"- {line}" for line in pooled), ""]
+    lines.append(
+        f"SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized to fp32); {len(recorded)} recorded runs of "
+        f"`scripts/schemes_grid.toml`; steps: {steps}; test examples: {tested}. Gain: test "
+        "accuracy at the best validation step minus the zero-shot run's on the same seed and test "
+        "sample (LoRA's over the full model's zero-shot run), mean ± std over seeds, **bold** where "
+        f"a paired test over seeds gives p < {ALPHA} (notebook 08 states every cell's verdict). "
+        f"Machines: {machines}. Commands: the `command` field of each run's `summary.json` under "
+        "`data/results/schemes_grid/`."
+    )
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ from lozo_core.schemes_grid import (
     alignment_verdict,
     costs,
     gains,
+    grid_markdown,
     load_plan,
     lozo_mezo_verdicts,
     planned_runs,
@@ -68,6 +69,23 @@ def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_pat
         "lora", 2, 1024.0, 2.0,
     )  # fmt: skip
     assert (sst2["task"], sst2["runs"], sst2["seconds_per_step"]) == ("sst2", 1, 1.0)
+
+
+def test_the_readme_table_pairs_each_gain_with_its_zero_shot_and_bolds_only_agreeing_seeds(
+    tmp_path,
+):
+    machine = {"cpu_model": "Test CPU", "cpu_flags": ["avx2"], "cpu_count": 2, "torch": "2.x"}
+    for seed, (zero, mezo, lozo) in enumerate(
+        [(0.50, 0.60, 0.52), (0.55, 0.66, 0.50), (0.45, 0.54, 0.47)]
+    ):
+        common = {"steps": 40, "machine": machine}
+        record(tmp_path, f"sst2/zero-shot-full_s{seed}", "zero-shot", "full", seed, zero, **common)
+        record(tmp_path, f"sst2/mezo-full_s{seed}", "mezo", "full", seed, mezo, **common)
+        record(tmp_path, f"sst2/lozo-lora_s{seed}", "lozo", "lora", seed, lozo, **common)
+    table = grid_markdown(runs(tmp_path)).splitlines()
+    assert table[2] == "| sst2 | full | 0.500 ± 0.050 | **+0.100 ± 0.010 (n=3)** | — |"
+    assert table[3] == "| sst2 | lora | 0.500 ± 0.050 (full's) | — | -0.003 ± 0.040 (n=3) |"
+    assert "Test CPU x2 (AVX2" in table[-1] and "9 recorded runs" in table[-1]
 
 
 def test_verdicts_give_a_direction_only_where_the_seeds_agree():
