@@ -67,18 +67,50 @@ def git_commit() -> str:
     return commit + ("+dirty" if changed else "")
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "asimd", "sve", "bf16")
+BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+SIMD_NAMES = (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("sve", "SVE"), ("asimd", "NEON"))
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """CPU model and the :data:`CPU_FLAGS` it has, from ``/proc/cpuinfo``: x86's ``model name``
+    and ``flags``; ARM's ``Features`` (``asimd`` = NEON, ``sve``, ``bf16``), whose model has no
+    name there, only its implementer and part codes."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip().lower(), value.strip())
+    if "model name" in fields:
+        model = fields["model name"]
+    elif "cpu part" in fields:
+        model = f"ARM implementer {fields.get('cpu implementer', '?')} part {fields['cpu part']}"
+    else:
+        model = platform.machine()
+    flags = (fields.get("flags") or fields.get("features") or "").split()
+    return {"cpu_model": model, "cpu_flags": [f for f in CPU_FLAGS if f in flags]}
+
+
+def _sysctl(key: str) -> str:
+    return subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, timeout=5,
+                          check=True).stdout.strip()  # fmt: skip
+
+
 def cpu() -> dict:
-    """CPU model and the flags that decide whether bf16 pays (from ``/proc/cpuinfo``)."""
+    """CPU model and the flags that decide whether bf16 pays: from ``/proc/cpuinfo``
+    (:func:`parse_cpuinfo`), or on macOS from ``sysctl`` (Apple silicon: NEON, and bf16 where
+    ``FEAT_BF16`` is set)."""
+    if platform.system() == "Darwin":
+        try:
+            model = _sysctl("machdep.cpu.brand_string")
+            bf16 = platform.machine() == "arm64" and _sysctl("hw.optional.arm.FEAT_BF16") == "1"
+        except (OSError, subprocess.SubprocessError):
+            return {"cpu_model": platform.processor() or platform.machine(), "cpu_flags": []}
+        neon = ["asimd"] if platform.machine() == "arm64" else []
+        return {"cpu_model": model, "cpu_flags": neon + (["bf16"] if bf16 else [])}
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         return {"cpu_model": platform.processor() or platform.machine(), "cpu_flags": []}
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                  if line.startswith("model name")), platform.machine())  # fmt: skip
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])  # fmt: skip
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"cpu_model": model, "cpu_flags": [f for f in wanted if f in flags]}
 
 
 def same_cpu(machine: dict, info: dict) -> bool:
@@ -92,7 +124,7 @@ def cpu_slug(info: dict | None = None) -> str:
     instruction, e.g. ``amd-epyc-avx512bf16`` or ``intel-r-xeon-r-processor-amxbf16``."""
     info = info or cpu()
     model = re.sub(r"[^a-z0-9]+", "-", info["cpu_model"].lower()).strip("-")
-    bf16 = next((f for f in ("amx_bf16", "avx512_bf16") if f in info["cpu_flags"]), "nobf16")
+    bf16 = next((f for f in BF16_FLAGS if f in info["cpu_flags"]), "nobf16")
     return f"{model}-{bf16.replace('_', '')}"
 
 
@@ -125,8 +157,13 @@ def cpu_line(machine: dict) -> str:
     if "cpu_flags" not in machine:
         return f"{cpu} x{machine['cpu_count']} (CPU flags not recorded), torch {machine['torch']}"
     flags = set(machine["cpu_flags"])
-    bf16 = sorted(flags & {"amx_bf16", "avx512_bf16"})
-    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    bf16 = sorted(flags & set(BF16_FLAGS))
+    simd = next(
+        (name for flag, name in SIMD_NAMES if flag in flags),
+        "no AVX2"
+        if machine.get("processor") in ("x86_64", "i386", "AMD64")
+        else "SIMD not recorded",
+    )
     hardware = f"bf16 in hardware: {', '.join(bf16)}" if bf16 else "no bf16 matrix instructions"
     return f"{cpu} x{machine['cpu_count']} ({simd}, {hardware}), torch {machine['torch']}"
 

@@ -11,7 +11,7 @@ from lozo_core.drift import cycle_drift, training_drift
 from lozo_core.memory_model import Architecture, peak_bytes, saved_activation_bytes
 from lozo_core.models import load_model, load_tokenizer
 from lozo_core.optim.table import ROWS, TABLE
-from lozo_core.provenance import cpu, cpu_slug, machine
+from lozo_core.provenance import cpu, cpu_line, cpu_slug, machine, parse_cpuinfo
 from lozo_core.scoring import per_example_loss, scorer
 from lozo_core.tasks import get_task
 from lozo_core.train import TrainConfig, splits, step_batch
@@ -88,6 +88,23 @@ def test_a_cpu_is_named_in_file_names_by_its_model_and_fastest_bf16_instruction(
     xeon = {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_flags": ["avx512_bf16", "amx_bf16"]}
     assert cpu_slug(xeon) == "intel-r-xeon-r-processor-amxbf16"
     assert cpu_slug({"cpu_model": "AMD EPYC", "cpu_flags": ["avx2"]}) == "amd-epyc-nobf16"
+
+
+def test_x86_and_arm_cpuinfo_give_a_model_and_the_flags_that_decide_bf16():
+    x86 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16 sse\n"
+    assert parse_cpuinfo(x86) == {
+        "cpu_model": "AMD EPYC", "cpu_flags": ["avx2", "avx512f", "avx512_bf16"]
+    }  # fmt: skip
+    arm = ("processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd sve bf16 i8mm\n"
+           "CPU implementer\t: 0x41\nCPU part\t: 0xd40\n")  # fmt: skip
+    graviton = parse_cpuinfo(arm)
+    assert graviton == {
+        "cpu_model": "ARM implementer 0x41 part 0xd40",
+        "cpu_flags": ["asimd", "sve", "bf16"],
+    }
+    assert cpu_slug(graviton) == "arm-implementer-0x41-part-0xd40-bf16"
+    line = cpu_line(graviton | {"cpu_count": 4, "torch": "2.x", "processor": "aarch64"})
+    assert line == "ARM implementer 0x41 part 0xd40 x4 (SVE, bf16 in hardware: bf16), torch 2.x"
 
 
 def test_methods_are_the_table_of_optimizers_plus_inference_and_named_variants():
