@@ -160,9 +160,7 @@ def cpu_line(machine: dict) -> str:
     bf16 = sorted(flags & set(BF16_FLAGS))
     simd = next(
         (name for flag, name in SIMD_NAMES if flag in flags),
-        "no AVX2"
-        if machine.get("processor") in ("x86_64", "i386", "AMD64")
-        else "SIMD not recorded",
+        "no NEON" if machine.get("processor") in ("aarch64", "arm64", "arm") else "no AVX2",
     )
     hardware = f"bf16 in hardware: {', '.join(bf16)}" if bf16 else "no bf16 matrix instructions"
     return f"{cpu} x{machine['cpu_count']} ({simd}, {hardware}), torch {machine['torch']}"
