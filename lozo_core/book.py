@@ -34,7 +34,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 from lozo_core.notebooks import DATA_DIR, execute, notebook_paths
 from lozo_core.provenance import REPO_ROOT, SMOKE_ENV, is_smoke, machine
-from lozo_core.reads import manifest, unchanged
+from lozo_core.reads import changed_since, manifest, unchanged
 from lozo_core.results import SECTIONS
 
 BUILD_DIR = REPO_ROOT / "build"
@@ -308,7 +308,7 @@ def executed(path: Path, *, smoke: bool) -> Path:
     partial = folder.with_name(f"{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     print(f"  {path.name}: running at {size} size ...", flush=True)
-    start = time.perf_counter()
+    start, started = time.perf_counter(), time.time()
     try:
         execute(path, partial, smoke=smoke, reads=partial / "reads.log")
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
@@ -317,7 +317,10 @@ def executed(path: Path, *, smoke: bool) -> Path:
             f"{partial / target.name}\n{err}"
         ) from err
     record = manifest(partial / "reads.log", DATA_DIR)
-    (partial / "reads.json").write_text(json.dumps(record, indent=1) + "\n")
+    if changed_since(record, DATA_DIR, started):
+        print("    data it read changed while it ran: used now, not kept for the next build")
+    else:
+        (partial / "reads.json").write_text(json.dumps(record, indent=1) + "\n")
     (partial / "reads.log").unlink()
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)

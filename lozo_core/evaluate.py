@@ -41,7 +41,11 @@ def evaluate(
     examples = spec.read(data_path)
     loaded = load_model(config["model"], dtype=DTYPES[config["dtype"]], seed=config["seed"])
     model, candidates = S.scorer(loaded, spec, config["seed"])
-    model = TrainConfig(**config).fine_tuning.apply(model, config["seed"])
+    try:
+        scheme = TrainConfig(**config).fine_tuning
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{ckpt_path}: its config does not load in this version: {err}") from err
+    model = scheme.apply(model, config["seed"])
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:

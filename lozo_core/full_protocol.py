@@ -11,6 +11,7 @@ the lazy interval explains LOZO's late-training fluctuation (:func:`fluctuation_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -24,6 +25,7 @@ from lozo_core.paired import (
     paired_p,
 )
 from lozo_core.provenance import RESULTS_DIR, cpu_line
+from lozo_core.train import TrainConfig
 
 FULL_PROTOCOL = "full_protocol"
 
@@ -127,10 +129,12 @@ def reaching(runs: list[dict], task: str, targets: tuple[str, ...]) -> list[dict
 
 def extensions(runs: list[dict], task: str, variant: str) -> tuple[str, ...]:
     """``variant`` and the variants of ``task`` that extend it: on a seed, the same config but for
-    more steps (a campaign block with ``extends = true``)."""
+    more steps (a campaign block with ``extends = true``), compared with the defaults of this
+    version filled in (an older record leaves LOZO-M's momentum unset)."""
 
     def but_steps(run: dict) -> dict:
-        return {k: v for k, v in run["config"].items() if k != "steps"}
+        config = dataclasses.asdict(TrainConfig(**run["config"]))
+        return {k: v for k, v in config.items() if k != "steps"}
 
     base = {r["seed"]: r for r in runs if r["task"] == task and r["variant"] == variant}
     longer = {r["variant"] for r in runs if r["task"] == task and r["seed"] in base

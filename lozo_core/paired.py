@@ -55,8 +55,11 @@ def paired_p(diffs: list[float]) -> tuple[float, str]:
     return float(ttest_1samp(diffs, 0.0).pvalue), "paired t-test"
 
 
+ALPHA = 0.05
+
+
 def difference_verdict(
-    a: str, b: str, diffs: list[float], alpha: float = 0.05, unit: str = "seeds"
+    a: str, b: str, diffs: list[float], alpha: float = ALPHA, unit: str = "seeds"
 ) -> str:
     r"""One sentence on paired differences :math:`d_s = a_s - b_s`: a direction only when
     :func:`paired_p` gives :math:`p < \alpha` (a t-test: with 3 seeds, :math:`|t| > 4.30`);

@@ -26,12 +26,11 @@ from pathlib import Path
 import tomllib
 
 from lozo_core.optim.table import row
-from lozo_core.paired import difference_verdict, format_mean_std, paired_p
+from lozo_core.paired import ALPHA, difference_verdict, format_mean_std, paired_p
 from lozo_core.provenance import REPO_ROOT, RESULTS_DIR, cpu_line
 
 GRID = "schemes_grid"
 PLAN = REPO_ROOT / "scripts" / "schemes_grid.toml"
-ALPHA = 0.05
 ZERO_SHOT_OF = {"full": "full", "lora": "full", "prefix": "prefix", "prompt": "prompt"}
 
 
@@ -273,8 +272,9 @@ def grid_markdown(recorded: list[dict]) -> str:
     )
     machines = "; ".join(sorted({cpu_line(r["machine"]) for r in recorded}))
     lines += ["", *(f"- {line}" for line in pooled), ""]
+    models = ", ".join(sorted({f"{r['model']}: {r['model_source']}" for r in recorded}))
     lines.append(
-        f"SmolLM2-135M-Instruct (Q4_1 GGUF de-quantized to fp32); {len(recorded)} recorded runs of "
+        f"{models}; {len(recorded)} recorded runs of "
         f"`scripts/schemes_grid.toml`; steps: {steps}; test examples: {tested}. Gain: test "
         "accuracy at the best validation step minus the zero-shot run's on the same seed and test "
         "sample (LoRA's over the full model's zero-shot run), mean ± std over seeds, **bold** where "

@@ -131,7 +131,8 @@ class Item:
     def mismatch(self) -> list[str]:
         """The train options in which this finished run differs from the plan: a run recorded
         before the plan, or its sweep's choice, changed."""
-        config = json.loads((self.folder / "summary.json").read_text())["config"]
+        recorded = json.loads((self.folder / "summary.json").read_text())["config"]
+        config = dataclasses.asdict(TrainConfig(**recorded))
         return sorted(k for k, v in self.args.items() if config.get(k) != v)
 
     def guessed_step(self) -> float:

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import http.server
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,7 +32,7 @@ from lozo_core.book import (
 )
 from lozo_core.notebooks import execute, notebook_paths
 from lozo_core.provenance import REPO_ROOT
-from lozo_core.reads import manifest, unchanged
+from lozo_core.reads import changed_since, manifest, unchanged
 from lozo_core.results import SECTIONS
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,30 +83,32 @@ def test_an_executed_notebook_names_the_data_it_read_and_goes_stale_when_that_ch
     data = tmp_path / "data"
     (data / "runs" / "a").mkdir(parents=True)
     (data / "runs" / "a" / "summary.json").write_text("{}")
+    (data / "runs" / "b").mkdir()
     (data / "unread.txt").write_text("x")
     source = tmp_path / "reader.py"
     source.write_text(
         "# %%\nfrom pathlib import Path\n"
-        f"runs = sorted(Path({str(data / 'runs')!r}).glob('*/summary.json'))\n"
+        f"runs = sorted(Path({str(data)!r}).glob('runs/*/summary.json'))\n"
         "print([r.read_text() for r in runs])\n"
     )
     log = tmp_path / "reads.log"
+    started = time.time()
     execute(source, tmp_path / "out", smoke=True, reads=log, data=data)
     record = manifest(log, data)
     assert record["files"] == {"runs/a/summary.json": hashlib.sha256(b"{}").hexdigest()}
-    assert record["folders"] == {
-        ".": ["runs", "unread.txt"],
-        "runs": ["a"],
-        "runs/a": ["summary.json"],
-    }
-    assert unchanged(record, data)
+    assert record["trees"]["runs"] == ["a", "a/summary.json", "b"]
+    assert record["folders"]["."] == ["runs", "unread.txt"]
+    assert unchanged(record, data) and not changed_since(record, data, started)
     (data / "unread.txt").write_text("y")
     assert unchanged(record, data), "a file the notebook did not read is not an input"
-    (data / "runs" / "b").mkdir()
-    assert not unchanged(record, data), "a new run where the notebook looked is an input"
-    (data / "runs" / "b").rmdir()
+    (data / "runs" / "b" / "summary.json").write_text("{}")
+    assert not unchanged(record, data), "a run that finished where the notebook looked is an input"
+    assert changed_since(record, data, started)
+    (data / "runs" / "b" / "summary.json").unlink()
     (data / "runs" / "a" / "summary.json").write_text("{ }")
     assert not unchanged(record, data)
+    with pytest.raises(ValueError, match="did not run lozo_core.reads.log_reads"):
+        manifest(tmp_path / "never-written.log", data)
 
 
 def test_each_notebook_has_its_own_stable_cache_key():

@@ -78,14 +78,14 @@ def test_the_readme_table_pairs_each_gain_with_its_zero_shot_and_bolds_only_agre
     for seed, (zero, mezo, lozo) in enumerate(
         [(0.50, 0.60, 0.52), (0.55, 0.66, 0.50), (0.45, 0.54, 0.47)]
     ):
-        common = {"steps": 40, "machine": machine}
+        common = {"steps": 40, "machine": machine, "model": "m", "model_source": "a GGUF"}
         record(tmp_path, f"sst2/zero-shot-full_s{seed}", "zero-shot", "full", seed, zero, **common)
         record(tmp_path, f"sst2/mezo-full_s{seed}", "mezo", "full", seed, mezo, **common)
         record(tmp_path, f"sst2/lozo-lora_s{seed}", "lozo", "lora", seed, lozo, **common)
     table = grid_markdown(runs(tmp_path)).splitlines()
     assert table[2] == "| sst2 | full | 0.500 ± 0.050 | **+0.100 ± 0.010 (n=3)** | — |"
     assert table[3] == "| sst2 | lora | 0.500 ± 0.050 (full's) | — | -0.003 ± 0.040 (n=3) |"
-    assert "Test CPU x2 (AVX2" in table[-1] and "9 recorded runs" in table[-1]
+    assert table[-1].startswith("m: a GGUF; 9 recorded runs") and "Test CPU x2 (AVX2" in table[-1]
 
 
 def test_verdicts_give_a_direction_only_where_the_seeds_agree():

@@ -416,27 +416,56 @@ def test_a_run_records_its_optimizer_settings_and_refuses_a_replay_under_other_o
 ):
     run = tmp_path / "run"
     args = ["--model", "tiny-opt", "--optimizer", "lozo-m", "--lr", "1e-3", "--interval", "3",
-            "--steps", "4", "--eval-every", "2", "--out", str(run)]  # fmt: skip
-    assert main(args) == 0
+            "--eval-every", "2", "--out", str(run)]  # fmt: skip
+    assert main([*args, "--steps", "4"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert summary["config"]["momentum"] == 0.9
     settings = summary["optimizer_settings"]
     assert {k: settings[k] for k in ("momentum", "dampening", "rank", "interval", "q")} == {
         "momentum": 0.9, "dampening": 0.9, "rank": 2, "interval": 3, "q": 1
     }  # fmt: skip
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["optimizer_settings"] == settings
+    torch.save(state | {"optimizer_settings": settings | {"dampening": 0.0}}, run / "checkpoint.pt")
+    assert main([*args, "--steps", "6", "--resume"]) == 2
+    assert "had dampening=0.0; this version builds dampening=0.9" in capsys.readouterr().err
     trajectory = Trajectory.load(run)
     assert trajectory.optimizer == settings
     trajectory.optimizer["dampening"] = 0.0
     trajectory.save(run)
     assert replay_main([str(run), "--out", str(tmp_path / "rebuilt")]) == 2
-    assert "(they differ in dampening): a code default changed" in capsys.readouterr().err
+    assert "had dampening=0.0; this version builds dampening=0.9" in capsys.readouterr().err
     (run / "checkpoint.pt").unlink()
-    assert main([*args, "--resume"]) == 2
-    assert "they differ in dampening" in capsys.readouterr().err
+    assert main([*args, "--steps", "6", "--resume"]) == 2
+    assert "a default changed since the run was written" in capsys.readouterr().err
     adam = tmp_path / "adam"
     assert main([*SMALL, "--optimizer", "fo-adam", "--steps", "1", "--out", str(adam)]) == 0
     settings = json.loads((adam / "summary.json").read_text())["optimizer_settings"]
     assert settings["betas"] == [0.9, 0.999] and settings["eps"] == 1e-8
+
+
+@pytest.mark.parametrize("source", ["checkpoint", "trajectory"])
+def test_a_run_written_before_settings_were_recorded_resumes(tmp_path, source):
+    args = ["--model", "tiny-opt", "--optimizer", "lozo-m", "--lr", "1e-3", "--interval", "3",
+            "--eval-every", "2"]  # fmt: skip
+    assert main([*args, "--steps", "6", "--out", str(tmp_path / "long")]) == 0
+    old = tmp_path / "old"
+    assert main([*args, "--steps", "4", "--out", str(old)]) == 0
+    trajectory = Trajectory.load(old)
+    trajectory.config["momentum"], trajectory.optimizer = None, {}
+    trajectory.save(old)
+    if source == "checkpoint":
+        state = torch.load(old / "checkpoint.pt", weights_only=True)
+        del state["optimizer_settings"]
+        torch.save(state | {"config": trajectory.config}, old / "checkpoint.pt")
+    else:
+        (old / "checkpoint.pt").unlink()
+    assert main([*args, "--steps", "6", "--out", str(old), "--resume"]) == 0
+    long, resumed = (
+        torch.load(tmp_path / r / "checkpoint.pt", weights_only=True)["model"]
+        for r in ("long", "old")
+    )
+    assert all(torch.equal(long[k], resumed[k]) for k in long)
 
 
 @pytest.mark.parametrize("source", ["checkpoint", "trajectory"])
