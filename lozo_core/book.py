@@ -150,6 +150,7 @@ RESULTS = (
     ("spectra", "Are fine-tuning gradients low rank?", "notebooks/02"),
     ("full_protocol", "Full-protocol fine-tuning on CPU", "notebooks/06"),
     ("finetune_cpu", "Scaled-down fine-tuning on CPU (60 steps)", "notebooks/05"),
+    ("schemes_grid", "Schemes × tasks: full, LoRA and prefix fine-tuning", "notebooks/08"),
     ("bench", "Memory and speed", "notebooks/07"),
 )
 
