@@ -27,7 +27,7 @@ import tomllib
 
 from lozo_core.optim.table import row
 from lozo_core.paired import ALPHA, difference_verdict, format_mean_std, paired_p
-from lozo_core.provenance import REPO_ROOT, RESULTS_DIR, cpu_line
+from lozo_core.provenance import REPO_ROOT, RESULTS_DIR, cpu_line, cpu_slug
 
 GRID = "schemes_grid"
 PLAN = REPO_ROOT / "scripts" / "schemes_grid.toml"
@@ -111,18 +111,21 @@ def gains(recorded: list[dict], key: str = "eval_accuracy_at_best_validation") -
 
 
 def costs(recorded: list[dict]) -> list[dict]:
-    """Per (task, scheme, optimizer) over recorded runs: trainable parameters, the largest peak
-    memory of a run's last process, and the median seconds per training step (None for
-    zero-shot). Tasks stay apart: a step's seconds grow with its prompts' length and candidates."""
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+    """Per (task, scheme, optimizer, CPU) over recorded runs: trainable parameters, the largest
+    peak memory of a run's last process, and the median seconds per training step (None for
+    zero-shot). Tasks stay apart (a step's seconds grow with its prompts' length and
+    candidates), and so do CPUs (seconds compare only within one machine)."""
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for r in recorded:
         if "peak_mem_bytes" in r:
-            groups.setdefault((r["task"], r["scheme"], r["optimizer"]), []).append(r)
+            where = cpu_slug(r["machine"]) if "machine" in r else "unrecorded"
+            groups.setdefault((r["task"], r["scheme"], r["optimizer"], where), []).append(r)
     return [
         {
             "task": task,
             "scheme": scheme,
             "optimizer": optimizer,
+            "cpu": where,
             "runs": len(group),
             "trainable_parameters": group[0]["trainable_parameters"],
             "peak_memory_MiB": max(r["peak_mem_bytes"] for r in group) / 2**20,
@@ -130,7 +133,7 @@ def costs(recorded: list[dict]) -> list[dict]:
             if group[0]["steps"]
             else None,
         }  # fmt: skip
-        for (task, scheme, optimizer), group in sorted(groups.items())
+        for (task, scheme, optimizer, where), group in sorted(groups.items())
     ]
 
 
@@ -263,6 +266,11 @@ def grid_markdown(recorded: list[dict]) -> str:
             f"| {task} | {scheme} | {reference if base else '—'} | {' | '.join(gain_cells)} |"
         )
     pooled = [line for line in lozo_mezo_verdicts(gain_rows) if line.startswith("all tasks")]
+    formats, alignment = zero_shot_format_verdict(recorded), alignment_verdict(gain_rows)
+    pooled += (
+        [f"task alignment, zero-shot on the whole SST-2 dev split: {formats}"] if formats else []
+    )
+    pooled += [alignment] if alignment else []
     trained = [r for r in recorded if r["optimizer"] != "zero-shot"]
     steps = ", ".join(
         f"{row(o).label} {n}" for o, n in sorted({(r["optimizer"], r["steps"]) for r in trained})
@@ -272,6 +280,17 @@ def grid_markdown(recorded: list[dict]) -> str:
     )
     machines = "; ".join(sorted({cpu_line(r["machine"]) for r in recorded}))
     lines += ["", *(f"- {line}" for line in pooled), ""]
+    sst2 = [c for c in costs(recorded) if c["task"] == "sst2" and c["seconds_per_step"]]
+    if sst2:
+        lines += ["| SST-2 | CPU | trainable parameters | peak memory (GiB) | seconds per step (median) |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            f"| {c['scheme']} {row(c['optimizer']).label} | {c['cpu']} | "
+            f"{c['trainable_parameters']:,} | {c['peak_memory_MiB'] / 1024:.1f} | "
+            f"{c['seconds_per_step']:.2f} |"
+            for c in sst2
+        ]
+        lines.append("")
     models = ", ".join(sorted({f"{r['model']}: {r['model_source']}" for r in recorded}))
     lines.append(
         f"{models}; {len(recorded)} recorded runs of "
@@ -279,6 +298,9 @@ def grid_markdown(recorded: list[dict]) -> str:
         "accuracy at the best validation step minus the zero-shot run's on the same seed and test "
         "sample (LoRA's over the full model's zero-shot run), mean ± std over seeds, **bold** where "
         f"a paired test over seeds gives p < {ALPHA} (notebook 08 states every cell's verdict). "
+        "Peak memory: the resident set of a run's process, the 135M frozen weights and the "
+        "evaluations included; seconds per step: training only, median over the task's seeds, "
+        "comparable within one machine. "
         f"Machines: {machines}. Commands: the `command` field of each run's `summary.json` under "
         "`data/results/schemes_grid/`."
     )

@@ -162,8 +162,8 @@ print(table.to_string() if len(table) else "No trained cell of the grid is recor
 #
 # Trainable parameters, the peak memory of each run's last process (resident set size, which
 # includes the 135M frozen weights every scheme keeps, and the evaluation), and the median seconds
-# per step on each task, from the recorded runs (zero-shot rows: evaluation only; a task's prompts
-# and candidates set its step's length). A zeroth-order step costs about the same forward passes
+# per step on each task and CPU, from the recorded runs (zero-shot rows: evaluation only; a task's
+# prompts and candidates set its step's length; seconds compare only within one CPU). A zeroth-order step costs about the same forward passes
 # whatever trains; a first-order step's memory grows with what it must keep for the backward pass
 # and Adam's two moments per trainable parameter.
 
@@ -171,7 +171,7 @@ print(table.to_string() if len(table) else "No trained cell of the grid is recor
 cost = pd.DataFrame(costs(recorded))
 print(
     cost.pivot_table(
-        index=["scheme", "optimizer", "trainable_parameters"],
+        index=["cpu", "scheme", "optimizer", "trainable_parameters"],
         columns="task",
         values=["seconds_per_step", "peak_memory_MiB"],
     )

@@ -69,6 +69,12 @@ def test_gains_take_lora_over_the_full_zero_shot_and_prefix_over_its_own(tmp_pat
         "lora", 2, 1024.0, 2.0,
     )  # fmt: skip
     assert (sst2["task"], sst2["runs"], sst2["seconds_per_step"]) == ("sst2", 1, 1.0)
+    other = {"cpu_model": "Other CPU", "cpu_flags": ["avx2"]}
+    record(tmp_path, "sst2/lozo-prefix_s1", "lozo", "prefix", 1, 0.45, **cost, machine=other)
+    by_cpu = [
+        (c["cpu"], c["seconds_per_step"]) for c in costs(runs(tmp_path)) if c["task"] == "sst2"
+    ]
+    assert by_cpu == [("other-cpu-nobf16", 2.0), ("unrecorded", 1.0)], "seconds stay per CPU"
 
 
 def test_the_readme_table_pairs_each_gain_with_its_zero_shot_and_bolds_only_agreeing_seeds(
