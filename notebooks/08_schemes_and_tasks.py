@@ -34,7 +34,7 @@ import torch
 
 from lozo_core.models import load_model, random_init_like
 from lozo_core.moments import lge_second_moment, rge_second_moment, subspace_energy_fraction
-from lozo_core.paired import mean_std
+from lozo_core.paired import ALPHA, mean_std, paired_p
 from lozo_core.provenance import banner, is_smoke
 from lozo_core.schemes import Scheme
 from lozo_core.schemes_grid import (
@@ -100,8 +100,9 @@ print(sweep.to_string(index=False) if len(sweep) else "The learning-rate sweep h
 # Test accuracy at the step with the best validation accuracy, minus the zero-shot test accuracy
 # of the same seed and starting model (prefix tuning starts from random virtual tokens and has
 # its own zero-shot runs; a LoRA adapter starts at $B_{lora}=0$, so its reference is the full
-# model). Each cell: mean over seeds, with ± std and the number of seeds; empty cells are not
-# recorded yet.
+# model). Each cell: mean over seeds, with ± std and the number of seeds, and a `*` where a paired
+# test over the seeds gives $p < 0.05$ (§8.6 states each verdict); empty cells are not recorded
+# yet.
 
 # %%
 TASKS, SCHEMES, OPTIMIZERS = (
@@ -123,8 +124,11 @@ for ax, task in zip(axes, TASKS, strict=True):
         i, j = SCHEMES.index(scheme), OPTIMIZERS.index(optimizer)
         mean, std = mean_std(list(cell.gain))
         values[i, j] = mean
+        shown = len(cell) > 1 and paired_p(list(cell.gain))[0] < ALPHA
         labels[i, j] = (
-            f"{mean:+.3f}" + (f"\n± {std:.3f}" if std is not None else "") + f"\n(n={len(cell)})"
+            f"{mean:+.3f}{' *' if shown else ''}"
+            + (f"\n± {std:.3f}" if std is not None else "")
+            + f"\n(n={len(cell)})"
         )
     sns.heatmap(values, ax=ax, cmap="RdBu", vmin=-limit, vmax=limit, cbar=ax is axes[-1],
                 xticklabels=OPTIMIZERS, yticklabels=SCHEMES)  # fmt: skip
@@ -327,6 +331,18 @@ print(
     )
     or "No trained run with its zero-shot reference is recorded yet."
 )
+
+# %% [markdown]
+# How to read these verdicts, for the grid as recorded on 2026-12-07 (all 107 runs): in 40
+# zeroth-order steps only full-parameter MeZO moved SST-2's test accuracy detectably; FO-Adam
+# (20 steps) did so on full weights and on LoRA; on COPA, WiC and every prefix cell no method
+# gained detectably. LOZO against MeZO shows no difference on any scheme — so this grid neither
+# supports nor rules out that LOZO's low-rank direction helps or hurts on an adapter: at this
+# length and 3 seeds the test cannot see effects of the size the cells show. The one large effect
+# is the prompt format before training (the review format's zero-shot accuracy is far above
+# MeZO's); whether LOZO's gain depends on the format after training is not detected. The
+# question needs MeZO's length (thousands of steps), which the full-protocol campaign
+# (notebook 06) runs for full weights only.
 
 # %% [markdown]
 # ## Exercises
