@@ -21,6 +21,7 @@ from lozo_core.paired import (
     difference_verdict,
     equal_spread_test,
     format_mean_std,
+    format_p,
     paired_gains,
     paired_p,
 )
@@ -211,11 +212,11 @@ def speed_verdict(
         if len(log_ratios) == n:
             p, test = paired_p(log_ratios)
             ratio = math.exp(statistics.mean(log_ratios))
-            numbers = f"LOZO's seconds ×{ratio:.2f} MeZO's (geometric mean), {test} on the log ratio p = {p:.3f}"
+            numbers = f"LOZO's seconds ×{ratio:.2f} MeZO's (geometric mean), {test} on the log ratio p = {format_p(p)}"
             quicker = ratio < 1
         else:
             p, quicker = float(binomtest(faster, n).pvalue), faster > n / 2
-            numbers = f"sign test p = {p:.3f}"
+            numbers = f"sign test p = {format_p(p)}"
         if p < alpha:
             verdict = f"LOZO is {'faster' if quicker else 'slower'} ({numbers})"
         else:

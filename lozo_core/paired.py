@@ -58,6 +58,13 @@ def paired_p(diffs: list[float]) -> tuple[float, str]:
 ALPHA = 0.05
 
 
+def format_p(p: float) -> str:
+    """``p`` to three decimals, or to as many more as keep it off :data:`ALPHA` (a verdict at
+    ``p = 0.04998`` must not read as ``p = 0.050``)."""
+    digits = next((d for d in range(3, 10) if round(p, d) != ALPHA), 3)
+    return f"{p:.{digits}f}"
+
+
 def difference_verdict(
     a: str, b: str, diffs: list[float], alpha: float = ALPHA, unit: str = "seeds"
 ) -> str:
@@ -71,7 +78,7 @@ def difference_verdict(
     p, test = paired_p(diffs)
     spread = (f"on each of {n} {unit}" if test == "sign test"
               else f"± {statistics.stdev(diffs):.3f} over {n} {unit}")  # fmt: skip
-    numbers = f"Δ = {mean:+.3f} {spread}, {test} p = {p:.3f}"
+    numbers = f"Δ = {mean:+.3f} {spread}, {test} p = {format_p(p)}"
     if p < alpha:
         return f"{a} is {'higher' if mean > 0 else 'lower'} than {b} ({numbers})"
     return f"no difference between {a} and {b} detected ({numbers})"

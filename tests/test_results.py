@@ -82,3 +82,9 @@ def test_bf16_is_compared_with_fp32_only_on_the_same_machine():
         "m, batch 16 × 40, on B x2 (no AVX2, no bf16 matrix instructions), torch 2.13.0: "
         "bf16 step / fp32 step = lozo 0.25×."
     ]
+
+
+def test_a_p_value_near_alpha_is_never_printed_as_alpha():
+    assert [paired.format_p(p) for p in (0.04998, 0.05003, 0.0504, 0.106, 0.05)] == [
+        "0.04998", "0.05003", "0.0504", "0.106", "0.050"
+    ]  # fmt: skip
