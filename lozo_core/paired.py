@@ -65,6 +65,12 @@ def format_p(p: float) -> str:
     return f"{p:.{digits}f}"
 
 
+def detected(diffs: list[float], alpha: float = ALPHA) -> bool:
+    """Whether paired differences (at least two) show a direction: :func:`paired_p` below
+    ``alpha``, the rule :func:`difference_verdict` states in words."""
+    return len(diffs) > 1 and paired_p(diffs)[0] < alpha
+
+
 def difference_verdict(
     a: str, b: str, diffs: list[float], alpha: float = ALPHA, unit: str = "seeds"
 ) -> str:

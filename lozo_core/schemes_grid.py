@@ -26,7 +26,7 @@ from pathlib import Path
 import tomllib
 
 from lozo_core.optim.table import row
-from lozo_core.paired import ALPHA, difference_verdict, format_mean_std, paired_p
+from lozo_core.paired import ALPHA, detected, difference_verdict, format_mean_std
 from lozo_core.provenance import REPO_ROOT, RESULTS_DIR, cpu_line, cpu_slug
 
 GRID = "schemes_grid"
@@ -207,7 +207,7 @@ def verdicts(gain_rows: list[dict]) -> list[str]:
     )
 
 
-def zero_shot_format_verdict(recorded: list[dict], alpha: float = 0.05) -> str | None:
+def zero_shot_format_verdict(recorded: list[dict], alpha: float = ALPHA) -> str | None:
     """Task alignment before training: the zero-shot test accuracy of SST-2 in MeZO's format
     (``sst2``) against the review format (``sst2-review``), both on the whole dev split (plan
     block ``whole-dev``). A direction only where Fisher's exact test on the two (correct, wrong)
@@ -245,10 +245,10 @@ def grid_markdown(recorded: list[dict]) -> str:
     gain_rows = gains(recorded)
     cells = _cells(gain_rows)
     optimizers = [o for o in ("mezo", "lozo", "fo-adam") if any(k[2] == o for k in cells)]
-    zero = {(r["task"], r["scheme"]): [] for r in recorded if r["optimizer"] == "zero-shot"}
+    zero: dict[tuple[str, str], list[float]] = {}
     for r in recorded:
         if r["optimizer"] == "zero-shot" and r["block"] != "whole-dev":
-            zero[(r["task"], r["scheme"])].append(r["final_eval_accuracy"])
+            zero.setdefault((r["task"], r["scheme"]), []).append(r["final_eval_accuracy"])
     header = " | ".join(f"{row(o).label} gain" for o in optimizers)
     lines = [f"| task | scheme | zero-shot test accuracy | {header} |",
              "|---|---|---|" + "---|" * len(optimizers)]  # fmt: skip
@@ -260,17 +260,16 @@ def grid_markdown(recorded: list[dict]) -> str:
             by_seed = cells.get((task, scheme, optimizer), {})
             values = [by_seed[seed] for seed in sorted(by_seed)]
             text = f"{format_mean_std(values, signed=True)} (n={len(values)})" if values else "—"
-            shown = len(values) > 1 and paired_p(values)[0] < ALPHA
-            gain_cells.append(f"**{text}**" if shown else text)
+            gain_cells.append(f"**{text}**" if detected(values) else text)
         lines.append(
             f"| {task} | {scheme} | {reference if base else '—'} | {' | '.join(gain_cells)} |"
         )
-    pooled = [line for line in lozo_mezo_verdicts(gain_rows) if line.startswith("all tasks")]
+    findings = [line for line in lozo_mezo_verdicts(gain_rows) if line.startswith("all tasks")]
     formats, alignment = zero_shot_format_verdict(recorded), alignment_verdict(gain_rows)
-    pooled += (
+    findings += (
         [f"task alignment, zero-shot on the whole SST-2 dev split: {formats}"] if formats else []
     )
-    pooled += [alignment] if alignment else []
+    findings += [alignment] if alignment else []
     trained = [r for r in recorded if r["optimizer"] != "zero-shot"]
     steps = ", ".join(
         f"{row(o).label} {n}" for o, n in sorted({(r["optimizer"], r["steps"]) for r in trained})
@@ -279,7 +278,7 @@ def grid_markdown(recorded: list[dict]) -> str:
         f"{task} {n}" for task, n in sorted({(r["task"], r["eval_examples"]) for r in trained})
     )
     machines = "; ".join(sorted({cpu_line(r["machine"]) for r in recorded}))
-    lines += ["", *(f"- {line}" for line in pooled), ""]
+    lines += ["", *(f"- {line}" for line in findings), ""]
     sst2 = [c for c in costs(recorded) if c["task"] == "sst2" and c["seconds_per_step"]]
     if sst2:
         lines += ["| SST-2 | CPU | trainable parameters | peak memory (GiB) | seconds per step (median) |",

@@ -218,11 +218,11 @@ def optimizer_settings(optimizer: torch.optim.Optimizer) -> dict:
     return json.loads(json.dumps(settings))
 
 
-def check_settings(recorded: dict, optimizer: torch.optim.Optimizer, source: str) -> None:
+def check_settings(recorded: dict, built: dict, source: str) -> None:
     """Refuse to continue or replay a run whose optimizer was built with other settings than
-    ``optimizer``. Settings only one side has pass: records written before settings were
-    recorded hold none, and a later torch may add options to its optimizers' defaults."""
-    built = optimizer_settings(optimizer)
+    ``built`` (:func:`optimizer_settings` of this version's optimizer). Settings only one side
+    has pass: records written before settings were recorded hold none, and a later torch may add
+    options to its optimizers' defaults."""
     changed = sorted(k for k in recorded.keys() & built.keys() if recorded[k] != built[k])
     if changed:
         raise ValueError(
@@ -341,7 +341,7 @@ def rebuild(
     model = cfg.fine_tuning.apply(model, cfg.seed).to(cfg.device)
     if steps:
         optimizer = build_optimizer(cfg, model, keep_directions)
-        check_settings(trajectory.optimizer, optimizer, "the trajectory")
+        check_settings(trajectory.optimizer, optimizer_settings(optimizer), "the trajectory")
         replay(optimizer, trajectory.records[:steps])
         optimizer.merge()
     return model, candidates, fresh
@@ -424,7 +424,7 @@ def train(
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, cfg.device)
         _check_config(state["config"], cfg, ckpt_path, state["step"])
-        check_settings(state.get("optimizer_settings", {}), optimizer, str(ckpt_path))
+        check_settings(state.get("optimizer_settings", {}), settings, str(ckpt_path))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, history = state["step"], state["history"]
@@ -435,7 +435,7 @@ def train(
     elif resume and replayable and (out / "trajectory.json").exists():
         trajectory = Trajectory.load(out)
         _check_config(trajectory.config, cfg, out / "trajectory.json", trajectory.steps)
-        check_settings(trajectory.optimizer, optimizer, str(out / "trajectory.json"))
+        check_settings(trajectory.optimizer, settings, str(out / "trajectory.json"))
         trajectory.config, trajectory.optimizer = config, settings
         replay(optimizer, trajectory.records)
         start, history = trajectory.steps, _history_from(trajectory)

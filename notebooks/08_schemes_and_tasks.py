@@ -34,7 +34,7 @@ import torch
 
 from lozo_core.models import load_model, random_init_like
 from lozo_core.moments import lge_second_moment, rge_second_moment, subspace_energy_fraction
-from lozo_core.paired import ALPHA, mean_std, paired_p
+from lozo_core.paired import detected, mean_std
 from lozo_core.provenance import banner, is_smoke
 from lozo_core.schemes import Scheme
 from lozo_core.schemes_grid import (
@@ -124,9 +124,8 @@ for ax, task in zip(axes, TASKS, strict=True):
         i, j = SCHEMES.index(scheme), OPTIMIZERS.index(optimizer)
         mean, std = mean_std(list(cell.gain))
         values[i, j] = mean
-        shown = len(cell) > 1 and paired_p(list(cell.gain))[0] < ALPHA
         labels[i, j] = (
-            f"{mean:+.3f}{' *' if shown else ''}"
+            f"{mean:+.3f}{' *' if detected(list(cell.gain)) else ''}"
             + (f"\n± {std:.3f}" if std is not None else "")
             + f"\n(n={len(cell)})"
         )
